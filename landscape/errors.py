@@ -1,0 +1,9 @@
+"""The one error type the toolkit raises for bad input.
+
+The CLI prints ``str(error)`` as a single line and exits non-zero; library users can
+catch :class:`LandscapeError` to tell bad input from bugs.
+"""
+
+
+class LandscapeError(Exception):
+    """Bad input or an unusable setting: the message says what, where and what to do."""

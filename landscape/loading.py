@@ -1,0 +1,389 @@
+"""From files and specs to a :class:`~landscape.problem.Problem`.
+
+Checkpoint formats: plain state_dicts, dicts holding ``state_dict``/``model``, Lightning
+``.ckpt``, safetensors, TorchScript and ``torch.export`` programs. Model, data and loss are
+named by metadata written by :func:`save`, by ``package.module:callable`` or
+``path/to/file.py:callable`` specs, or by built-in names (:mod:`landscape.zoo`).
+Pickled checkpoints are read with ``weights_only=True`` unless ``trust=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import pickle
+import sys
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import zoo
+from .errors import LandscapeError
+from .problem import BNPolicy, LossFn, Problem
+
+METADATA_KEY = "landscape"
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": F.cross_entropy,
+    "mse": F.mse_loss,
+    "nll": F.nll_loss,
+    "bce_with_logits": F.binary_cross_entropy_with_logits,
+}
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file held: weights or a self-contained module, and metadata."""
+
+    path: Path
+    sha256: str
+    format: str
+    state_dict: dict[str, Tensor] | None = None
+    module: nn.Module | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- saving
+def save(path: str | Path, model: nn.Module, *, model_spec: str, data_spec: str | None = None,
+         loss: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
+         data_kwargs: Mapping[str, Any] | None = None, **extra: Any) -> Path:
+    """Save ``model``'s state_dict with the specs that rebuild its model, data and loss.
+
+    The file loads with ``weights_only=True``: specs are strings, kwargs plain values.
+    ``extra`` (seed, script, epochs, ...) is stored as provenance.
+    """
+    metadata = {"model": model_spec, "model_kwargs": dict(model_kwargs or {}),
+                "data": data_spec, "data_kwargs": dict(data_kwargs or {}), "loss": loss,
+                "provenance": dict(extra)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, METADATA_KEY: metadata}, path)
+    return path
+
+
+# ---------------------------------------------------------------------------- reading
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
+    """Read a checkpoint file of any supported format without running code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandscapeError(f"checkpoint '{path}' not found (or not a file)")
+    sha = file_sha256(path)
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path, sha)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any("/code/" in n for n in names):
+            return _load_torchscript(path, sha)
+        if any("serialized_exported_program" in n or n.endswith("models/model.json") for n in names):
+            return _load_exported(path, sha)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            raise LandscapeError(
+                f"checkpoint '{path}' contains pickled Python objects beyond tensors; loading it "
+                "could run code from the file. Pass --trust (trust=True) only if you trust its "
+                "source, or re-save it as a state_dict") from None
+        raise _unreadable(path, exc) from None
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return _from_object(obj, path, sha)
+
+
+def _unreadable(path: Path, exc: BaseException) -> LandscapeError:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return LandscapeError(f"could not read checkpoint '{path}' ({type(exc).__name__}: {reason}); "
+                          "the file may be truncated or corrupt, or not a PyTorch checkpoint")
+
+
+def _load_safetensors(path: Path, sha: str) -> Checkpoint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
+            header = handle.metadata() or {}
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    metadata = {k.removeprefix("landscape."): v for k, v in header.items() if k.startswith("landscape.")}
+    return Checkpoint(path, sha, "safetensors", state_dict=state, metadata=metadata)
+
+
+def _load_torchscript(path: Path, sha: str) -> Checkpoint:
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return Checkpoint(path, sha, "torchscript", module=module)
+
+
+def _load_exported(path: Path, sha: str) -> Checkpoint:
+    try:
+        module = torch.export.load(str(path)).module()
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return Checkpoint(path, sha, "torch.export", module=module)
+
+
+def _from_object(obj: Any, path: Path, sha: str) -> Checkpoint:
+    if isinstance(obj, nn.Module):
+        return Checkpoint(path, sha, "pickled module", module=obj)
+    if not isinstance(obj, Mapping):
+        raise LandscapeError(f"checkpoint '{path}' holds a {type(obj).__name__}, not a state_dict "
+                             "or a dict with one")
+    metadata = dict(obj.get(METADATA_KEY) or {})
+    if "pytorch-lightning_version" in obj and isinstance(obj.get("state_dict"), Mapping):
+        return Checkpoint(path, sha, "lightning", state_dict=_tensors(obj["state_dict"], path),
+                          metadata=metadata)
+    for key in ("state_dict", "model_state_dict", "model"):
+        inner = obj.get(key)
+        if isinstance(inner, nn.Module):
+            return Checkpoint(path, sha, "pickled module", module=inner, metadata=metadata)
+        if isinstance(inner, Mapping):
+            return Checkpoint(path, sha, f"dict['{key}']", state_dict=_tensors(inner, path),
+                              metadata=metadata)
+    return Checkpoint(path, sha, "state_dict", state_dict=_tensors(obj, path), metadata=metadata)
+
+
+def _tensors(state: Mapping[str, Any], path: Path) -> dict[str, Tensor]:
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise LandscapeError(f"checkpoint '{path}' holds no tensors where a state_dict was expected")
+    return tensors
+
+
+# ---------------------------------------------------------------------------- specs
+def resolve_callable(spec: str, what: str) -> Callable[..., Any]:
+    """``name`` (built-in), ``package.module:attr`` or ``path/to/file.py:attr``."""
+    if ":" not in spec:
+        if spec in zoo.BUILTINS:
+            return zoo.BUILTINS[spec]
+        raise LandscapeError(f"{what} '{spec}' is neither a built-in ({', '.join(zoo.BUILTINS)}) "
+                             "nor of the form package.module:callable or path/to/file.py:callable")
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        file = Path(target)
+        if not file.is_file():
+            raise LandscapeError(f"{what} '{spec}': file '{file}' not found")
+        name = f"_landscape_user_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]}"
+        module = sys.modules.get(name)
+        if module is None:
+            module_spec = importlib.util.spec_from_file_location(name, file)
+            assert module_spec is not None and module_spec.loader is not None
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            try:
+                module_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[name]
+                raise LandscapeError(f"{what} '{spec}': importing '{file}' failed "
+                                     f"({type(exc).__name__}: {exc})") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise LandscapeError(f"{what} '{spec}': cannot import '{target}' ({exc})") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise LandscapeError(f"{what} '{spec}': '{target}' has no attribute '{attr}'") from None
+
+
+def resolve_loss(loss: str | LossFn | None) -> tuple[LossFn, str]:
+    """A loss callable and the name to record, from a name, a spec or a callable."""
+    if loss is None:
+        raise LandscapeError("no loss given: pass --loss (cross_entropy, mse, nll, "
+                             "bce_with_logits or module:callable), or save it in the checkpoint")
+    if callable(loss):
+        return loss, getattr(loss, "__qualname__", repr(loss))
+    if loss in LOSSES:
+        return LOSSES[loss], loss
+    if ":" in loss:
+        return resolve_callable(loss, "loss"), loss
+    raise LandscapeError(f"unknown loss '{loss}'; use one of {', '.join(LOSSES)} or module:callable")
+
+
+def build_model(checkpoint: Checkpoint, model_spec: str | None = None,
+                model_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, str]:
+    """The model with the checkpoint's weights, and the spec that built it."""
+    if checkpoint.module is not None and model_spec is None:
+        return checkpoint.module, checkpoint.format
+    spec = model_spec or checkpoint.metadata.get("model")
+    if not spec:
+        raise LandscapeError(f"checkpoint '{checkpoint.path}' holds only weights and no model "
+                             "metadata: pass --model package.module:factory (or file.py:factory)")
+    kwargs = dict(model_kwargs if model_kwargs is not None else
+                  (checkpoint.metadata.get("model_kwargs") or {}) if spec == checkpoint.metadata.get("model") else {})
+    factory = resolve_callable(spec, "model")
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:
+        raise LandscapeError(f"model factory '{spec}' failed ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(f"model factory '{spec}' returned {type(model).__name__}, not an nn.Module")
+    state = checkpoint.state_dict if checkpoint.state_dict is not None else checkpoint.module.state_dict()
+    model.load_state_dict(fit_state_dict(state, model, checkpoint.path))
+    return model, spec
+
+
+def fit_state_dict(state: Mapping[str, Tensor], model: nn.Module, where: Path | str) -> dict[str, Tensor]:
+    """Match checkpoint keys to the model's, removing a wrapper prefix (``model.``,
+    ``module.``, ``_orig_mod.``) if that is what it takes; explain any mismatch."""
+    wanted = model.state_dict()
+    best: dict[str, Tensor] = dict(state)
+    prefixes = {""} | {k[: i + 1] for k in state for i, ch in enumerate(k) if ch == "."}
+    for prefix in sorted(prefixes, key=len):
+        candidate = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if set(wanted) <= set(candidate):
+            best = {k: candidate[k] for k in wanted}
+            break
+    missing = [k for k in wanted if k not in best]
+    unexpected = [k for k in best if k not in wanted]
+    if missing or unexpected:
+        raise LandscapeError(f"state_dict in '{where}' does not fit the model: missing "
+                             f"{_few(missing)}, unexpected {_few(unexpected)}; is --model right?")
+    bad = [f"{k} {list(best[k].shape)} vs {list(v.shape)}" for k, v in wanted.items()
+           if best[k].shape != v.shape]
+    if bad:
+        raise LandscapeError(f"state_dict in '{where}' does not fit the model: shape mismatch "
+                             f"{_few(bad)} (checkpoint vs model); is --model (or its kwargs) right?")
+    return best
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    if not items:
+        return "none"
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# ---------------------------------------------------------------------------- data
+def load_data(spec: str, *, batch_size: int = 256, kwargs: Mapping[str, Any] | None = None,
+              ) -> dict[str, Iterable[Any]]:
+    """Data splits from a ``.pt``/``.npz`` file of arrays or from a data factory spec.
+
+    Files hold ``x``/``y`` (one train split) or ``x_train``/``y_train`` and
+    ``x_test``/``y_test``. A factory returns an iterable of batches, a ``(train, test)``
+    pair or a ``{"train": ..., "test": ...}`` mapping.
+    """
+    path = Path(spec)
+    if path.suffix in (".pt", ".pth", ".npz") and ":" not in spec:
+        return _data_file(path, batch_size)
+    factory = resolve_callable(spec, "data")
+    kwargs = dict(kwargs or {})
+    if "batch_size" in kwargs and not _accepts(factory, "batch_size"):
+        del kwargs["batch_size"]
+    try:
+        produced = factory(**kwargs)
+    except Exception as exc:
+        raise LandscapeError(f"data factory '{spec}' failed ({type(exc).__name__}: {exc})") from None
+    return as_splits(produced, spec)
+
+
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def as_splits(produced: Any, where: str) -> dict[str, Iterable[Any]]:
+    if isinstance(produced, Mapping) and produced and all(k in ("train", "test") for k in produced):
+        return dict(produced)
+    if isinstance(produced, tuple) and len(produced) == 2 and not isinstance(produced[0], Tensor):
+        return {"train": produced[0], "test": produced[1]}
+    if isinstance(produced, Iterable):
+        return {"train": produced}
+    raise LandscapeError(f"data '{where}' produced a {type(produced).__name__}, not batches")
+
+
+def _data_file(path: Path, batch_size: int) -> dict[str, Iterable[Any]]:
+    if not path.is_file():
+        raise LandscapeError(f"data file '{path}' not found")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                raw = {k: torch.from_numpy(arrays[k]) for k in arrays.files}
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise LandscapeError(f"could not read data file '{path}' ({type(exc).__name__}: {exc})") from None
+    if not isinstance(raw, Mapping):
+        raise LandscapeError(f"data file '{path}' must hold a dict of arrays (x, y or x_train, ...)")
+    pairs = {"train": ("x", "y")} if "x" in raw else {s: (f"x_{s}", f"y_{s}") for s in ("train", "test")
+                                                       if f"x_{s}" in raw}
+    if not pairs or any(y not in raw for _, y in pairs.values()):
+        raise LandscapeError(f"data file '{path}' must hold x and y, or x_train/y_train "
+                             f"(and x_test/y_test); it holds {sorted(raw)}")
+    if batch_size <= 0:
+        raise LandscapeError(f"batch size must be positive, got {batch_size}")
+    splits = {}
+    for split, (xk, yk) in pairs.items():
+        x, y = torch.as_tensor(raw[xk]), torch.as_tensor(raw[yk])
+        if len(x) != len(y):
+            raise LandscapeError(f"data file '{path}': {xk} has {len(x)} rows but {yk} has {len(y)}")
+        splits[split] = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+    return splits
+
+
+# ---------------------------------------------------------------------------- all together
+@dataclass
+class Provenance:
+    """Where a problem came from, recorded as attributes of every results file."""
+
+    checkpoint_path: str
+    checkpoint_sha256: str
+    checkpoint_format: str
+    model_spec: str
+    data_spec: str
+    loss_spec: str
+    trusted: bool
+
+    def as_attrs(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data: str | None = None,
+                 loss: str | None = None, trust: bool = False, device: str | None = None,
+                 dtype: torch.dtype | None = None, bn_policy: BNPolicy = "eval",
+                 batch_size: int | None = None, max_batches: int | None = None,
+                 max_examples: int | None = None) -> tuple[Problem, Provenance]:
+    """Checkpoint + specs → Problem, with the provenance to record."""
+    checkpoint = load_checkpoint(checkpoint_path, trust=trust)
+    net, model_spec = build_model(checkpoint, model)
+    meta = checkpoint.metadata
+    data_spec = data or meta.get("data")
+    if not data_spec:
+        raise LandscapeError(f"checkpoint '{checkpoint.path}' names no data: pass --data "
+                             "(a .pt/.npz file, package.module:factory or file.py:factory)")
+    data_kwargs = dict(meta.get("data_kwargs") or {}) if data_spec == meta.get("data") else {}
+    if batch_size is not None:
+        if batch_size <= 0:
+            raise LandscapeError(f"batch size must be positive, got {batch_size}")
+        data_kwargs["batch_size"] = batch_size
+    splits = load_data(data_spec, batch_size=batch_size or 256, kwargs=data_kwargs)
+    loss_fn, loss_name = resolve_loss(loss or meta.get("loss"))
+    problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
+                             max_batches=max_batches, max_examples=max_examples)
+    provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
+                            model_spec, data_spec, loss_name, trust)
+    return problem, provenance

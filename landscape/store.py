@@ -1,0 +1,281 @@
+"""The results file (HDF5): schema, locking, writing as a scan goes, resuming.
+
+A scan writes ``OUT.partial`` and renames it to ``OUT`` only when every step finished, so a
+file named ``OUT`` is always complete. ``OUT.lock`` (an OS advisory lock, released even
+when the process is killed) keeps a second process from writing the same file. The schema
+is documented in ``docs/architecture.md``; bump ``SCHEMA_VERSION`` when it changes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from .directions import NamedDirection
+from .errors import LandscapeError
+
+SCHEMA_NAME = "landscape-results"
+SCHEMA_VERSION = 1
+
+
+def attr_value(value: Any) -> Any:
+    """A value h5py can store as an attribute (None → '', dict → JSON, torch → numpy)."""
+    if value is None:
+        return ""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, Mapping):
+        return json.dumps(value, default=str)
+    if isinstance(value, (list, tuple)):
+        if all(isinstance(v, str) for v in value):
+            return np.array(value, dtype=h5py.string_dtype())
+        if all(isinstance(v, (int, float, bool, np.number)) for v in value):
+            return np.asarray(value)
+        return json.dumps(value, default=str)
+    if isinstance(value, (str, int, float, bool, np.ndarray, np.number, np.bool_)):
+        return value
+    return str(value)
+
+
+def read_attr(value: Any) -> Any:
+    """Inverse of :func:`attr_value` for reading (bytes → str, string arrays → lists)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OS":
+        return [v.decode() if isinstance(v, bytes) else v for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        node.attrs[key] = attr_value(value)
+
+
+def open_results(path: str | Path) -> h5py.File:
+    """Open a results file read-only, with a clear error for anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        partial = Path(f"{path}.partial")
+        hint = f" (an unfinished scan left '{partial}': finish it with --resume)" if partial.exists() else ""
+        raise LandscapeError(f"results file '{path}' not found{hint}")
+    if not h5py.is_hdf5(path):
+        raise LandscapeError(f"'{path}' is not an HDF5 file; give a results file written by landscape")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise LandscapeError(f"could not open '{path}' ({exc})") from None
+    if read_attr(handle.attrs.get("schema", "")) != SCHEMA_NAME:
+        handle.close()
+        raise LandscapeError(f"'{path}' is an HDF5 file but not a landscape results file")
+    return handle
+
+
+class ResultsWriter:
+    """Owns ``OUT.partial`` while a scan runs; use as a context manager.
+
+    ``settings`` are the root attributes; on resume, the keys in ``must_match`` are
+    compared with the interrupted scan's and a difference is refused.
+    """
+
+    def __init__(self, path: str | Path, settings: Mapping[str, Any], *, resume: bool = False,
+                 overwrite: bool = False, must_match: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        self.partial = Path(f"{self.path}.partial")
+        self.lock_path = Path(f"{self.path}.lock")
+        self.settings = dict(settings)
+        self.resume = resume
+        self.overwrite = overwrite
+        self.must_match = list(must_match)
+        self.file: h5py.File | None = None
+        self._lock_handle: Any = None
+
+    # -------------------------------------------------------------- lifecycle
+    def __enter__(self) -> ResultsWriter:
+        if self.path.parent and not self.path.parent.exists():
+            raise LandscapeError(f"output folder '{self.path.parent}' does not exist")
+        self._acquire_lock()
+        try:
+            self._open()
+        except BaseException:
+            self._release_lock()
+            raise
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self._release_lock()
+
+    def _acquire_lock(self) -> None:
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise LandscapeError(f"'{self.path}' is being written by another landscape process "
+                                 f"(lock '{self.lock_path}'); wait for it or choose another -o") from None
+        self._lock_handle = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def _open(self) -> None:
+        if self.resume and self.partial.exists():
+            self.file = self._reopen_partial()
+            return
+        if self.resume and self.path.exists():
+            # finished file: reopen it to add steps not yet present
+            os.replace(self.path, self.partial)
+            self.file = self._reopen_partial()
+            return
+        if self.path.exists() and not self.overwrite:
+            raise LandscapeError(f"'{self.path}' exists; pass --overwrite to replace it or "
+                                 "--resume to add missing analyses")
+        if self.partial.exists() and not self.overwrite:
+            raise LandscapeError(f"an interrupted scan left '{self.partial}'; pass --resume to "
+                                 "continue it or --overwrite to start over")
+        self.partial.unlink(missing_ok=True)
+        self.file = h5py.File(self.partial, "w")
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        set_attrs(self.file, {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
+                              "complete": False, "created_utc": now, **self.settings})
+        self.file.flush()
+
+    def _reopen_partial(self) -> h5py.File:
+        try:
+            handle = h5py.File(self.partial, "a")
+        except OSError as exc:
+            raise LandscapeError(f"cannot resume: '{self.partial}' is damaged ({exc}); start over "
+                                 "with --overwrite") from None
+        stored = {k: read_attr(v) for k, v in handle.attrs.items()}
+        differing = [k for k in self.must_match
+                     if _comparable(stored.get(k)) != _comparable(attr_value(self.settings.get(k)))]
+        if differing:
+            handle.close()
+            detail = "; ".join(f"{k}: {stored.get(k)!r} then, {self.settings.get(k)!r} now" for k in differing[:3])
+            raise LandscapeError(f"cannot resume '{self.partial}': settings differ from the "
+                                 f"interrupted scan ({detail}); rerun with the same options or --overwrite")
+        set_attrs(handle, {"complete": False})
+        return handle
+
+    def finish(self) -> Path:
+        """Mark complete, close and move ``OUT.partial`` to ``OUT``."""
+        assert self.file is not None
+        set_attrs(self.file, {"complete": True})
+        self.file.close()
+        self.file = None
+        os.replace(self.partial, self.path)
+        self.lock_path.unlink(missing_ok=True)
+        return self.path
+
+    # -------------------------------------------------------------- generic groups
+    @property
+    def h5(self) -> h5py.File:
+        assert self.file is not None, "ResultsWriter used outside its context"
+        return self.file
+
+    def has_group(self, path: str) -> bool:
+        return path in self.h5 and bool(self.h5[path].attrs.get("complete", False))
+
+    def write_group(self, path: str, attrs: Mapping[str, Any],
+                    arrays: Mapping[str, Any]) -> h5py.Group:
+        """Write (or replace) a finished analysis group: parameters as attributes, results
+        as datasets; marked complete last, so a crash mid-write leaves it to be redone."""
+        if path in self.h5:
+            del self.h5[path]
+        group = self.h5.create_group(path)
+        set_attrs(group, {**attrs, "complete": False})
+        for name, value in arrays.items():
+            data = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+            group.create_dataset(name, data=data)
+        group.attrs["complete"] = True
+        self.h5.flush()
+        return group
+
+    # -------------------------------------------------------------- directions
+    def write_directions(self, directions: Iterable[NamedDirection], group: str = "directions") -> None:
+        for direction in directions:
+            path = f"{group}/{direction.name}"
+            self.write_group(path, direction.attrs,
+                             {name: t.to(torch.float64) for name, t in direction.vectors.items()})
+
+    def read_directions(self, names: Sequence[str], like: Mapping[str, torch.Tensor],
+                        group: str = "directions") -> list[NamedDirection]:
+        out = []
+        for name in names:
+            node = self.h5[f"{group}/{name}"]
+            ref = next(iter(like.values()))
+            vectors = {p: torch.from_numpy(node[p][()]).to(ref.device, like[p].dtype) for p in like}
+            out.append(NamedDirection(name, vectors, {k: read_attr(v) for k, v in node.attrs.items()}))
+        return out
+
+    # -------------------------------------------------------------- surfaces
+    def create_surface(self, name: str, axes: Sequence[np.ndarray], axis_names: Sequence[str],
+                       direction_names: Sequence[str], splits: Sequence[str],
+                       metrics: Sequence[str], attrs: Mapping[str, Any]) -> h5py.Group:
+        """The NaN-filled grids and done mask of a surface (kept as they are on resume)."""
+        path = f"surfaces/{name}"
+        if path in self.h5:
+            group = self.h5[path]
+            stored_axes = [group[a][()] for a in axis_names]
+            if len(stored_axes) != len(axes) or any(
+                    s.shape != np.shape(a) or not np.allclose(s, a) for s, a in zip(stored_axes, axes)):
+                raise LandscapeError(f"cannot resume surface '{name}': its grid differs from the "
+                                     "interrupted scan; rerun with the same grid or --overwrite")
+            return group
+        group = self.h5.create_group(path)
+        shape = tuple(len(a) for a in axes)
+        set_attrs(group, {**attrs, "ndim": len(axes), "indexing": "ij", "axes": list(axis_names),
+                          "directions": list(direction_names), "splits": list(splits),
+                          "metrics": list(metrics), "complete": False})
+        for axis_name, axis in zip(axis_names, axes):
+            group.create_dataset(axis_name, data=np.asarray(axis, dtype=np.float64))
+        group.create_dataset("done", data=np.zeros(shape, dtype=bool))
+        for split in splits:
+            for metric in metrics:
+                group.create_dataset(f"{split}/{metric}", data=np.full(shape, np.nan))
+        self.h5.flush()
+        return group
+
+    def surface_todo(self, name: str) -> np.ndarray:
+        return np.flatnonzero(~self.h5[f"surfaces/{name}/done"][()].reshape(-1))
+
+    def write_surface_points(self, name: str, indices: np.ndarray,
+                             values: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Store computed points, then mark them done, then flush: a kill loses at most
+        the chunk in flight, never marks an unwritten point done."""
+        group = self.h5[f"surfaces/{name}"]
+        shape = group["done"].shape
+        for split, metrics in values.items():
+            for metric, v in metrics.items():
+                data = group[f"{split}/{metric}"][()]
+                data.reshape(-1)[indices] = v
+                group[f"{split}/{metric}"][...] = data
+        done = group["done"][()]
+        done.reshape(-1)[indices] = True
+        self.h5.flush()
+        group["done"][...] = done.reshape(shape)
+        if done.all():
+            group.attrs["complete"] = True
+        self.h5.flush()
+
+
+def _comparable(value: Any) -> Any:
+    value = read_attr(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
