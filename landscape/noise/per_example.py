@@ -1,0 +1,259 @@
+"""Per-example gradients g_i = ∇ℓ(θ*; x_i, y_i), stacked as the rows of a matrix G [n, d].
+
+The fast path is ``vmap(grad(ℓ_i))`` over ``functional_call``, chunked to the problem's
+memory budget. Models ``vmap`` cannot handle (ops without batching rules, ``.item()`` in
+``forward``, some RNN kernels) fall back to a loop of single-example ``grad`` calls, which is
+correct but slower; the result says which was used (``method``).
+
+The per-example loss ℓ_i is the user's loss called on a batch of one example (a leading
+batch dimension of size 1 on every tensor leaf of the inputs and on the target), so any
+mean-reduced loss works unchanged. A loss that sums over the batch is detected up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, vmap
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from ..errors import LandscapeError
+from ..problem import Batch, Problem
+from ..progress import progress
+
+GradientMethod = Literal["vmap", "loop"]
+
+
+@dataclass
+class PerExampleGradients:
+    """Rows of ``matrix`` are flattened per-example gradients in ``problem.params`` order.
+
+    ``indices`` are the examples' positions in the split (batches concatenated in order);
+    ``method`` says whether ``vmap`` or the single-example loop produced them and, for the
+    loop, ``fallback_reason`` says why ``vmap`` was not used.
+    """
+
+    matrix: Tensor
+    indices: Tensor
+    method: GradientMethod
+    split: str
+    fallback_reason: str = ""
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+# ---------------------------------------------------------------------------- data access
+def gather_examples(problem: Problem, indices: Tensor, split: str = "train") -> Batch:
+    """One batch holding the examples at ``indices`` (positions in the concatenated split)."""
+    batches = problem.batches(split)
+    pieces: list[Batch] = []
+    offset = 0
+    indices = indices.to("cpu")
+    for batch in batches:
+        inside = indices[(indices >= offset) & (indices < offset + batch.size)] - offset
+        if inside.numel():
+            pieces.append(_take(batch, inside.to(batch.target.device)))
+        offset += batch.size
+    if not pieces:
+        raise LandscapeError(f"no examples selected from split '{split}'")
+    return _concat(pieces)
+
+
+def _take(batch: Batch, rows: Tensor) -> Batch:
+    leaves, spec = tree_flatten(batch.inputs)
+    taken = [leaf.index_select(0, rows) if isinstance(leaf, Tensor) else leaf for leaf in leaves]
+    return Batch(tree_unflatten(taken, spec), batch.target.index_select(0, rows), int(rows.numel()))
+
+
+def _concat(pieces: list[Batch]) -> Batch:
+    if len(pieces) == 1:
+        return pieces[0]
+    flat = [tree_flatten(p.inputs) for p in pieces]
+    spec = flat[0][1]
+    joined = [torch.cat([f[0][i] for f in flat]) if isinstance(flat[0][0][i], Tensor) else flat[0][0][i]
+              for i in range(len(flat[0][0]))]
+    return Batch(tree_unflatten(joined, spec), torch.cat([p.target for p in pieces]),
+                 sum(p.size for p in pieces))
+
+
+def select_examples(problem: Problem, num_examples: int | None, split: str = "train",
+                    seed: int = 0) -> Tensor:
+    """Sorted positions of ``num_examples`` examples drawn without replacement (all if None)."""
+    total = problem.num_examples(split)
+    if num_examples is None or num_examples == total:
+        return torch.arange(total)
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 2:
+        raise LandscapeError(f"--examples must be an integer ≥ 2 (a covariance needs two gradients), "
+                             f"got {num_examples!r}")
+    if num_examples > total:
+        raise LandscapeError(f"--examples {num_examples} is larger than split '{split}', which has "
+                             f"{total} examples; use at most {total}")
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(total, generator=generator)[:num_examples].sort().values
+
+
+# ---------------------------------------------------------------------------- per-example loss
+def _split_leaves(inputs: Any) -> tuple[list[Tensor], list[Any], Any]:
+    """Tensor leaves (vmapped over dim 0) apart from the other leaves (closed over)."""
+    leaves, spec = tree_flatten(inputs)
+    return [leaf for leaf in leaves if isinstance(leaf, Tensor)], leaves, spec
+
+
+def _single_loss_fn(problem: Problem, all_leaves: list[Any], spec: Any):
+    """ℓ(params, tensor_leaves_of_one_example, target_of_one_example) with batch dim 1."""
+    tensor_slots = [i for i, leaf in enumerate(all_leaves) if isinstance(leaf, Tensor)]
+
+    def loss(params: dict[str, Tensor], tensor_leaves: tuple[Tensor, ...], target: Tensor) -> Tensor:
+        leaves = list(all_leaves)
+        for slot, leaf in zip(tensor_slots, tensor_leaves):
+            leaves[slot] = leaf.unsqueeze(0)
+        inputs = tree_unflatten(leaves, spec)
+        return problem.loss_fn(problem.forward(params, inputs), target.unsqueeze(0)).reshape(())
+
+    return loss
+
+
+def single_example_losses(problem: Problem, batch: Batch) -> Tensor:
+    """ℓ_i for each example of ``batch``, each computed on a batch of one (a loop)."""
+    values = []
+    with torch.no_grad():
+        for i in range(batch.size):
+            one = batch.slice(i, i + 1)
+            values.append(problem.batch_loss(problem.params, one).reshape(()))
+    return torch.stack(values)
+
+
+def check_mean_reduction(problem: Problem, split: str = "train", max_pairs: int = 8) -> None:
+    """Refuse a loss that is not the mean of per-example losses (e.g. ``reduction='sum'``).
+
+    Compares the loss on a 2-example batch with the mean of the two single-example losses;
+    pairs whose losses are both ~0 say nothing and the next pair is tried.
+    """
+    batch = next((b for b in problem.batches(split) if b.size >= 2), None)
+    if batch is None:
+        return
+    tol = 1e-4 if problem.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
+    for start in range(0, min(batch.size - 1, 2 * max_pairs), 2):
+        pair = batch.slice(start, start + 2)
+        with torch.no_grad():
+            together = float(problem.batch_loss(problem.params, pair))
+        singles = single_example_losses(problem, pair).double()
+        mean, total = float(singles.mean()), float(singles.sum())
+        scale = max(abs(mean), abs(total), abs(together))
+        if scale < 1e-12:
+            continue
+        if abs(together - mean) <= tol * scale:
+            return
+        if abs(together - total) <= tol * scale:
+            raise LandscapeError(
+                "the loss sums over the batch (reduction='sum'): on two examples it gave "
+                f"{together:.6g}, their sum; gradient-noise statistics need the batch mean — "
+                "use reduction='mean' (or divide the loss by the batch size)")
+        raise LandscapeError(
+            f"the loss on two examples ({together:.6g}) is neither the mean ({mean:.6g}) nor the "
+            f"sum ({total:.6g}) of their single-example losses; per-example gradients need a loss "
+            "that is the mean of per-example losses")
+
+
+# ---------------------------------------------------------------------------- gradients
+def _flat_rows(grads: dict[str, Tensor], rows: int) -> Tensor:
+    return torch.cat([g.reshape(rows, -1) for g in grads.values()], dim=1)
+
+
+def _vmap_chunk(problem: Problem, batch: Batch) -> Tensor:
+    tensors, leaves, spec = _split_leaves(batch.inputs)
+    loss = _single_loss_fn(problem, leaves, spec)
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(problem.params, tuple(tensors), batch.target)
+    return _flat_rows(grads, batch.size)
+
+
+def _loop_chunk(problem: Problem, batch: Batch) -> Tensor:
+    rows = []
+    for i in range(batch.size):
+        one = batch.slice(i, i + 1)
+        g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(problem.params)
+        rows.append(_flat_rows(g, 1))
+    return torch.cat(rows)
+
+
+def point_bytes(problem: Problem) -> int:
+    """Bytes of one forward pass on the largest batch (parameters + activations), cached."""
+    problem.points_per_pass()
+    return int(problem._point_bytes or 1)
+
+
+def examples_per_chunk(problem: Problem) -> int:
+    """How many per-example gradients to compute in one ``vmap`` call within the budget.
+
+    Per example: its gradient (d entries), a few copies of its activations, and the
+    batched weight-gradient intermediates, counted as 4 × (activations + d) entries.
+    """
+    largest = max(b.size for split in problem.split_names for b in problem.batches(split))
+    param_bytes = sum(p.numel() * p.element_size() for p in problem.params.values())
+    activation_bytes = max(0, point_bytes(problem) - param_bytes) / (2 * largest)
+    per_example = 4 * (activation_bytes + param_bytes)
+    return int(max(1, min(4096, problem.memory_budget_bytes // max(1, per_example))))
+
+
+def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, split: str = "train",
+                          chunk_size: int | None = None, method: str = "auto",
+                          show_progress: bool = True) -> PerExampleGradients:
+    """Per-example gradients at θ* for the examples at ``indices`` (all of the split if None).
+
+    ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if the
+    model or loss has no batching rule; "vmap" or "loop" force one. The matrix lives on
+    ``problem.device`` in ``problem.dtype``; it needs n·d entries of memory.
+    """
+    if method not in ("auto", "vmap", "loop"):
+        raise LandscapeError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
+    if indices is None:
+        indices = torch.arange(problem.num_examples(split))
+    examples = gather_examples(problem, indices, split)
+    dim = sum(p.numel() for p in problem.params.values())
+    matrix_bytes = examples.size * dim * torch.finfo(problem.dtype).bits // 8
+    if matrix_bytes > 4 * problem.memory_budget_bytes:
+        raise LandscapeError(
+            f"{examples.size} per-example gradients of {dim} parameters need "
+            f"{matrix_bytes / 2**30:.1f} GiB, over the memory budget "
+            f"({problem.memory_budget_bytes / 2**30:.1f} GiB); lower --examples")
+    chunk = chunk_size or examples_per_chunk(problem)
+
+    chosen: GradientMethod = "loop" if method == "loop" else "vmap"
+    reason = "forced by method='loop'" if method == "loop" else ""
+    if method == "auto":
+        probe = examples.slice(0, min(2, examples.size))
+        try:
+            _vmap_chunk(problem, probe)
+        except Exception as exc:  # no batching rule, data-dependent control flow, ...
+            chosen = "loop"
+            reason = f"vmap failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    compute = _vmap_chunk if chosen == "vmap" else _loop_chunk
+
+    rows: list[Tensor] = []
+    bar = progress(examples.size, f"per-example gradients ({chosen})", "ex") if show_progress else None
+    try:
+        for start in range(0, examples.size, chunk):
+            part = examples.slice(start, min(start + chunk, examples.size))
+            try:
+                rows.append(compute(problem, part).detach())
+            except LandscapeError:
+                raise
+            except Exception as exc:
+                raise LandscapeError(f"per-example gradient ({chosen}) failed on examples "
+                                     f"{start}..{start + part.size - 1} of split '{split}' "
+                                     f"({type(exc).__name__}: {exc}); check the model and loss") from None
+            if bar is not None:
+                bar.update(part.size)
+    finally:
+        if bar is not None:
+            bar.close()
+    return PerExampleGradients(torch.cat(rows), indices.clone(), chosen, split, reason)
