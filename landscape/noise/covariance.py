@@ -71,7 +71,8 @@ def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
                         tol: float = 1e-8, seed: int = 0) -> EigenResult:
     """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos"; "auto" picks by n).
 
-    k is capped at n − 1, the rank of Σ after centering, and at d.
+    k is capped at n − 1, the rank of Σ after centering, and at d; the Gram method also
+    stops at the numerical rank (eigenvalues above n·1e-13·λ_max).
     """
     k = max(1, min(k, op.num_examples - 1, op.dim))
     if method == "auto":
@@ -82,7 +83,11 @@ def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
     if method != "gram":
         raise LandscapeError(f"spectrum method must be 'auto', 'gram' or 'lanczos', got {method!r}")
     values, vectors = torch.linalg.eigh(op.gram())
-    order = torch.argsort(values, descending=True)[:k]
+    # eigenvalues at round-off level belong to the null space (e.g. logit-gradient sums fixed
+    # by softmax): their vectors are noise, so k stops at the numerical rank
+    floor = float(values.max()) * op.num_examples * 1e-13
+    rank = max(1, int((values > floor).sum()))
+    order = torch.argsort(values, descending=True)[:min(k, rank)]
     values, vectors = values[order].clamp_min(0.0), vectors[:, order]
     # Σ v = λ v with v = G_cᵀu / √(nλ): the eigenvectors in parameter space, unit norm
     eigvecs = op.centered.to(torch.float64).T @ vectors
