@@ -31,13 +31,15 @@ def attr_value(value: Any) -> Any:
     """A value h5py can store as an attribute (None → '', dict → JSON, torch → numpy)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return str(value)  # plain str: subclasses such as torch's version string do not convert
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     if isinstance(value, Mapping):
         return json.dumps(value, default=str)
     if isinstance(value, (list, tuple)):
         if all(isinstance(v, str) for v in value):
-            return np.array(value, dtype=h5py.string_dtype())
+            return np.array([str(v) for v in value], dtype=h5py.string_dtype())
         if all(isinstance(v, (int, float, bool, np.number)) for v in value):
             return np.asarray(value)
         return json.dumps(value, default=str)
