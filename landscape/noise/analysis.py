@@ -185,7 +185,7 @@ def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenR
 def gradient_noise(problem: Problem, *, examples: int | None = None, batch_size: int = 32,
                    k: int = 10, split: str = "train", seed: int = 0, hessian: bool = True,
                    hessian_eigen: EigenResult | None = None, spectrum_method: str = "auto",
-                   two_batch_sizes: tuple[int, int] | None = None, two_batch_pairs: int = 64,
+                   two_batch_sizes: tuple[int, int] | None = None, two_batch_pairs: int = 256,
                    gradient_method: str = "auto", exact_max_examples: int = 512,
                    num_probes: int = 32, show_progress: bool = True) -> NoiseResult:
     """Measure the gradient noise at θ* over ``examples`` examples of ``split``.

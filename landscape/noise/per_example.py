@@ -165,24 +165,33 @@ def check_mean_reduction(problem: Problem, split: str = "train", max_pairs: int 
 
 
 # ---------------------------------------------------------------------------- gradients
-def _flat_rows(grads: dict[str, Tensor], rows: int) -> Tensor:
-    return torch.cat([g.reshape(rows, -1) for g in grads.values()], dim=1)
+def _flat_rows(grads: dict[str, Tensor], rows: int, out: Tensor | None = None) -> Tensor:
+    """Per-example gradients as rows [rows, d], written into ``out`` when given (no extra copy)."""
+    if out is None:
+        return torch.cat([g.reshape(rows, -1) for g in grads.values()], dim=1)
+    offset = 0
+    for g in grads.values():
+        width = g.numel() // rows
+        out[:, offset:offset + width] = g.reshape(rows, width)
+        offset += width
+    return out
 
 
-def _vmap_chunk(problem: Problem, batch: Batch) -> Tensor:
+def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None) -> Tensor:
     tensors, leaves, spec = _split_leaves(batch.inputs)
     loss = _single_loss_fn(problem, leaves, spec)
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(problem.params, tuple(tensors), batch.target)
-    return _flat_rows(grads, batch.size)
+    return _flat_rows(grads, batch.size, out)
 
 
-def _loop_chunk(problem: Problem, batch: Batch) -> Tensor:
-    rows = []
+def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None) -> Tensor:
+    rows = out if out is not None else torch.empty(batch.size, sum(p.numel() for p in problem.params.values()),
+                                                   dtype=problem.dtype, device=problem.device)
     for i in range(batch.size):
         one = batch.slice(i, i + 1)
         g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(problem.params)
-        rows.append(_flat_rows(g, 1))
-    return torch.cat(rows)
+        _flat_rows(g, 1, rows[i:i + 1])
+    return rows
 
 
 def point_bytes(problem: Problem) -> int:
@@ -238,13 +247,13 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
             reason = f"vmap failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     compute = _vmap_chunk if chosen == "vmap" else _loop_chunk
 
-    rows: list[Tensor] = []
+    matrix = torch.empty(examples.size, dim, dtype=problem.dtype, device=problem.device)
     bar = progress(examples.size, f"per-example gradients ({chosen})", "ex") if show_progress else None
     try:
         for start in range(0, examples.size, chunk):
             part = examples.slice(start, min(start + chunk, examples.size))
             try:
-                rows.append(compute(problem, part).detach())
+                compute(problem, part, matrix[start:start + part.size])
             except LandscapeError:
                 raise
             except Exception as exc:
@@ -256,4 +265,4 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     finally:
         if bar is not None:
             bar.close()
-    return PerExampleGradients(torch.cat(rows), indices.clone(), chosen, split, reason)
+    return PerExampleGradients(matrix, indices.clone(), chosen, split, reason)
