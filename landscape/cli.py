@@ -19,6 +19,7 @@ import torch
 
 from . import progress
 from .errors import LandscapeError
+from .noise.cli import add_noise_arguments, run_noise
 
 EXAMPLES = """\
 examples:
@@ -287,6 +288,7 @@ COMMANDS: list[Command] = [
     ("interpolate", "loss along the line between two checkpoints or the plane through three",
      _add_interpolate, _run_interpolate),
     ("info", "print what a results file holds", _add_info, _run_info),
+    ("noise", "gradient-noise covariance Σ, noise scales and their alignment with H", add_noise_arguments, run_noise),
 ]
 
 
