@@ -131,7 +131,7 @@ def subspace_overlap(a: Tensor, b: Tensor) -> Tensor:
 
 
 def trace_h_sigma(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
-                  split: str = "train", exact_max_examples: int = 512, num_probes: int = 32,
+                  split: str = "train", exact_max_examples: int = 128, num_probes: int = 32,
                   seed: int = 0) -> TraceEstimate:
     """tr(HΣ) = (1/n) Σ_i c_iᵀ H c_i over the centered gradients c_i.
 
@@ -159,19 +159,19 @@ def trace_h_sigma(problem: Problem, op: CovarianceOperator, spectrum: EigenResul
 
 def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
                       split: str = "train", hessian_eigen: EigenResult | None = None,
-                      compute_eigen: bool = True, seed: int = 0, exact_max_examples: int = 512,
+                      compute_eigen: bool = True, seed: int = 0, exact_max_examples: int = 128,
                       num_probes: int = 32) -> HessianAlignment:
     """tr(HΣ), its isotropic reference, B_noise and the Σ/H top-k eigenspace overlap."""
     k = int(spectrum.eigenvalues.numel())
     tr_hs = trace_h_sigma(problem, op, spectrum, split=split, exact_max_examples=exact_max_examples,
                           num_probes=num_probes, seed=seed)
-    tr_h = hessian_trace(problem, split=split, num_probes=num_probes, seed=seed + 1)
     mean = op.mean
     g_h_g = float(torch.dot(hessian_vector_products(problem, mean, split).to(torch.float64),
                             mean.to(torch.float64)))
     eigen = hessian_eigen
     if eigen is None and compute_eigen:
-        eigen = hessian_top_eigen(problem, k, split=split, seed=seed)
+        eigen = hessian_top_eigen(problem, k, split=split, seed=seed, tol=1e-5)
+    tr_h = hessian_trace(problem, split=split, num_probes=num_probes, seed=seed + 1, deflate=eigen)
     overlap = subspace_overlap(spectrum.eigenvectors, eigen.eigenvectors.to(spectrum.eigenvectors.device)) \
         if eigen is not None else None
     trace_sigma = float(op.trace())
@@ -186,7 +186,7 @@ def gradient_noise(problem: Problem, *, examples: int | None = None, batch_size:
                    k: int = 10, split: str = "train", seed: int = 0, hessian: bool = True,
                    hessian_eigen: EigenResult | None = None, spectrum_method: str = "auto",
                    two_batch_sizes: tuple[int, int] | None = None, two_batch_pairs: int = 256,
-                   gradient_method: str = "auto", exact_max_examples: int = 512,
+                   gradient_method: str = "auto", exact_max_examples: int = 128,
                    num_probes: int = 32, show_progress: bool = True) -> NoiseResult:
     """Measure the gradient noise at θ* over ``examples`` examples of ``split``.
 

@@ -75,9 +75,14 @@ class TraceEstimate:
 
 
 def hessian_trace(problem: Problem, *, split: str = "train", exact_max_dim: int = 512,
-                  num_probes: int = 64, seed: int = 0) -> TraceEstimate:
+                  num_probes: int = 32, seed: int = 0, deflate: EigenResult | None = None) -> TraceEstimate:
     """tr H: exact (d HVPs with the basis vectors) when d ≤ ``exact_max_dim``, else
-    Hutchinson with Rademacher probes and the standard error of their mean."""
+    Hutchinson with Rademacher probes and the standard error of their mean.
+
+    ``deflate`` (top eigenpairs of H) removes their span from the probes and adds Σ λ_j
+    exactly: tr H = Σ_j λ_j + tr((I − UUᵀ) H (I − UUᵀ)), which cuts the variance when a few
+    outlying eigenvalues dominate, as they do in trained networks.
+    """
     dim = sum(p.numel() for p in problem.params.values())
     theta = flatten(problem.params)
     if dim <= exact_max_dim:
@@ -88,7 +93,13 @@ def hessian_trace(problem: Problem, *, split: str = "train", exact_max_dim: int 
             total += float(torch.einsum("ij,ij->", hv.to(torch.float64), eye.to(torch.float64)))
         return TraceEstimate(total, 0.0, True, dim)
     generator = torch.Generator().manual_seed(seed)
-    probes = (torch.randint(0, 2, (num_probes, dim), generator=generator) * 2 - 1).to(theta.device, theta.dtype)
-    hv = hessian_vector_products(problem, probes, split)
-    samples = (hv.to(torch.float64) * probes.to(torch.float64)).sum(1)
-    return TraceEstimate(float(samples.mean()), float(samples.std()) / math.sqrt(num_probes), False, num_probes)
+    probes = (torch.randint(0, 2, (num_probes, dim), generator=generator) * 2 - 1).to(theta.device, torch.float64)
+    top = 0.0
+    if deflate is not None:
+        u = deflate.eigenvectors.to(theta.device, torch.float64)
+        probes = probes - (probes @ u) @ u.T
+        top = float(deflate.eigenvalues.sum())
+    hv = hessian_vector_products(problem, probes.to(theta.dtype), split)
+    samples = (hv.to(torch.float64) * probes).sum(1)
+    return TraceEstimate(top + float(samples.mean()), float(samples.std()) / math.sqrt(num_probes),
+                         False, num_probes)
