@@ -19,7 +19,7 @@ import torch
 
 from . import progress
 from .errors import LandscapeError
-from .noise.cli import add_noise_arguments, run_noise
+from .noise.cli import add_noise_arguments, add_noise_scan_arguments, noise_steps_from_args, run_noise
 
 EXAMPLES = """\
 examples:
@@ -155,6 +155,7 @@ def _add_scan(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)")
     add_problem_arguments(parser)
     add_surface_arguments(parser, dims=False)
+    add_noise_scan_arguments(parser)
     parser.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
 
@@ -170,6 +171,7 @@ def _surface_steps(args: argparse.Namespace, problem: Any, dims: list[int]) -> t
     for ndim in dims:
         spec = SurfaceSpec(f"{ndim}d", [f"d{k}" for k in range(ndim)], axes_from_args(args, ndim), splits)
         steps.append(surface_step(spec))
+    steps += noise_steps_from_args(args)  # `scan --noise`; none for other commands
     settings = {"seed": args.seed, "normalization": args.normalization, "include_1d": args.include_1d,
                 "orthogonal": args.orthogonal, "metric_specs": list(args.metric)}
     return steps, settings
