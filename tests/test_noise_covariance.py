@@ -164,3 +164,12 @@ def test_tail_index_estimator_on_alpha_stable_and_gaussian_samples():
     gaussian = torch.randn(40000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert alpha_stable_tail_index(gaussian) > 1.85
     assert math.isnan(alpha_stable_tail_index(torch.zeros(100)))
+
+
+def test_tail_index_caveat_pooled_gaussians_of_different_scales_look_heavy_tailed():
+    """The documented caveat: every coordinate Gaussian, scales spread over e^{±4}, pooled → α̂ ≪ 2."""
+    gen = torch.Generator().manual_seed(0)
+    scales = torch.exp(2 * torch.randn(200, generator=gen, dtype=torch.float64))
+    pooled = (torch.randn(200, 200, generator=gen, dtype=torch.float64) * scales[:, None]).reshape(-1)
+    pooled = pooled[torch.randperm(pooled.numel(), generator=gen)]
+    assert alpha_stable_tail_index(pooled) < 1.2

@@ -218,6 +218,8 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
                           show_progress: bool = True) -> PerExampleGradients:
     """Per-example gradients at θ* for the examples at ``indices`` (all of the split if None).
 
+    Rows follow the sorted ``indices`` (stored in the result).
+
     ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if the
     model or loss has no batching rule; "vmap" or "loop" force one. The matrix lives on
     ``problem.device`` in ``problem.dtype``; it needs n·d entries of memory.
@@ -226,6 +228,7 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
         raise LandscapeError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
     if indices is None:
         indices = torch.arange(problem.num_examples(split))
+    indices = indices.to("cpu").sort().values  # rows come out in split order
     examples = gather_examples(problem, indices, split)
     dim = sum(p.numel() for p in problem.params.values())
     matrix_bytes = examples.size * dim * torch.finfo(problem.dtype).bits // 8
