@@ -7,7 +7,7 @@ per (model, method) so one method's peak cannot hide the other's: on CPU the gro
 peak resident set size (ru_maxrss) over the process after set-up; on CUDA
 ``torch.cuda.max_memory_allocated`` over the same span.
 
-    PYTHONPATH=. python benchmarks/bench_noise.py [--examples 1024] [--repeats 3] [--device cpu]
+    PYTHONPATH=. python benchmarks/bench_noise.py [--examples 1024] [--repeats 3] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -49,10 +49,12 @@ def peak_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def measure(name: str, method: str, examples: int, repeats: int, device: str, queue) -> None:
+def measure(name: str, method: str, examples: int, repeats: int, device: str, threads: int,
+            queue) -> None:
     from landscape.noise import gather_examples, per_example_gradients
 
-    torch.set_num_threads(torch.get_num_threads())
+    if threads:
+        torch.set_num_threads(threads)
     model, problem = build(name, device)
     indices = torch.arange(examples)
     batch = gather_examples(problem, indices)
@@ -90,14 +92,16 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads in the workers (0: default)")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    threads = args.threads or torch.get_num_threads()
+    print(f"machine: {platform.machine()}, {threads} torch threads, torch {torch.__version__}, "
           f"device {args.device}; {args.examples} examples, best of {args.repeats}")
     print("| model | d | vmap s | loop s | speed-up | max abs diff | vmap extra MiB | loop extra MiB | G MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("mlp", "cnn"):
-        fast = run_isolated(name, "vmap", args.examples, args.repeats, args.device)
-        slow = run_isolated(name, "loop", args.examples, args.repeats, args.device)
+        fast = run_isolated(name, "vmap", args.examples, args.repeats, args.device, args.threads)
+        slow = run_isolated(name, "loop", args.examples, args.repeats, args.device, args.threads)
         diff = float(abs(fast["result"] - slow["result"]).max())
         g_mib = args.examples * fast["dim"] * 4 / 2**20
         print(f"| digits {name.upper()} | {fast['dim']} | {fast['time']:.3f} | {slow['time']:.3f} | "

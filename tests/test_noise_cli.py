@@ -85,3 +85,14 @@ def test_sum_reduced_loss_is_refused(tmp_path, capsys, monkeypatch):
                "-o", str(tmp_path / "x.h5"), *SMALL])
     err = capsys.readouterr().err
     assert rc == 2 and "reduction='sum'" in err
+
+
+def test_resume_keeps_a_finished_noise_group(tmp_path):
+    out = tmp_path / "noise.h5"
+    args = ["noise", MLP, "--examples", "32", "--batch-size", "4", "--k", "2", "--no-hessian", "-o", str(out), *SMALL]
+    assert main(args) == 0
+    with h5py.File(out, "r+") as handle:
+        handle["noise"].attrs["marker"] = "kept"
+    assert main([*args, "--resume"]) == 0
+    with h5py.File(out, "r") as handle:
+        assert read_attr(handle["noise"].attrs["marker"]) == "kept"  # not recomputed
