@@ -3,7 +3,8 @@
 For 1024 training examples of the digits MLP and the digits CNN (BatchNorm, eval mode), in
 one run: wall time (best of ``--repeats``), the speed-up ratio, the agreement of the two
 results, and the peak extra memory of each method. Memory is measured in a fresh process
-per (model, method) so one method's peak cannot hide the other's: on CPU the growth of the
+per (model, method) so one method's peak cannot hide the other's (timing runs both
+methods interleaved in one process): on CPU the growth of the
 peak resident set size (ru_maxrss) over the process after set-up; on CUDA
 ``torch.cuda.max_memory_allocated`` over the same span.
 
@@ -49,9 +50,19 @@ def peak_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def measure(name: str, method: str, examples: int, repeats: int, device: str, threads: int,
+def _compute(method: str, problem, model, indices, x, y) -> torch.Tensor:
+    from landscape.noise import per_example_gradients
+
+    if method == "vmap":
+        return per_example_gradients(problem, indices, show_progress=False).matrix
+    return loop_gradients(model, x, y)
+
+
+def measure(name: str, examples: int, repeats: int, device: str, threads: int, memory_of: str | None,
             queue) -> None:
-    from landscape.noise import gather_examples, per_example_gradients
+    """Timing (``memory_of`` None): both methods interleaved, best of ``repeats`` each, so a
+    change in machine load hits both alike. Memory: one method once, in its own process."""
+    from landscape.noise import gather_examples
 
     if threads:
         torch.set_num_threads(threads)
@@ -59,22 +70,27 @@ def measure(name: str, method: str, examples: int, repeats: int, device: str, th
     indices = torch.arange(examples)
     batch = gather_examples(problem, indices)
     x, y = batch.inputs, batch.target
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    base = peak_bytes(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        if method == "vmap":
-            result = per_example_gradients(problem, indices, show_progress=False).matrix
-        else:
-            result = loop_gradients(model, x, y)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    if memory_of is not None:
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    queue.put({"time": min(times), "extra_bytes": peak_bytes(device) - base,
-               "result": result.detach().cpu().numpy(), "dim": result.shape[1]})
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+        base = peak_bytes(device)
+        _compute(memory_of, problem, model, indices, x, y)
+        sync()
+        queue.put({"extra_bytes": peak_bytes(device) - base})
+        return
+    times: dict[str, list[float]] = {"vmap": [], "loop": []}
+    results = {}
+    for _ in range(repeats):
+        for method in ("vmap", "loop"):
+            start = time.perf_counter()
+            results[method] = _compute(method, problem, model, indices, x, y)
+            sync()
+            times[method].append(time.perf_counter() - start)
+    queue.put({"vmap": min(times["vmap"]), "loop": min(times["loop"]),
+               "diff": float((results["vmap"].detach().cpu() - results["loop"].detach().cpu()).abs().max()),
+               "dim": int(results["vmap"].shape[1])})
 
 
 def run_isolated(*args) -> dict:
@@ -100,13 +116,13 @@ def main() -> None:
     print("| model | d | vmap s | loop s | speed-up | max abs diff | vmap extra MiB | loop extra MiB | G MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("mlp", "cnn"):
-        fast = run_isolated(name, "vmap", args.examples, args.repeats, args.device, args.threads)
-        slow = run_isolated(name, "loop", args.examples, args.repeats, args.device, args.threads)
-        diff = float(abs(fast["result"] - slow["result"]).max())
-        g_mib = args.examples * fast["dim"] * 4 / 2**20
-        print(f"| digits {name.upper()} | {fast['dim']} | {fast['time']:.3f} | {slow['time']:.3f} | "
-              f"{slow['time'] / fast['time']:.1f}× | {diff:.1e} | {fast['extra_bytes'] / 2**20:.1f} | "
-              f"{slow['extra_bytes'] / 2**20:.1f} | {g_mib:.1f} |")
+        timing = run_isolated(name, args.examples, args.repeats, args.device, args.threads, None)
+        fast_mem = run_isolated(name, args.examples, 1, args.device, args.threads, "vmap")["extra_bytes"]
+        slow_mem = run_isolated(name, args.examples, 1, args.device, args.threads, "loop")["extra_bytes"]
+        g_mib = args.examples * timing["dim"] * 4 / 2**20
+        print(f"| digits {name.upper()} | {timing['dim']} | {timing['vmap']:.3f} | {timing['loop']:.3f} | "
+              f"{timing['loop'] / timing['vmap']:.1f}× | {timing['diff']:.1e} | {fast_mem / 2**20:.1f} | "
+              f"{slow_mem / 2**20:.1f} | {g_mib:.1f} |")
 
 
 if __name__ == "__main__":
