@@ -79,7 +79,7 @@ def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
         method = "gram" if op.num_examples <= GRAM_MAX_EXAMPLES else "lanczos"
     if method == "lanczos":
         return lanczos_top(op.matvec, op.dim, k, device=op.centered.device,
-                           dtype=op.centered.dtype, tol=tol, seed=seed)
+                           dtype=op.centered.dtype, tol=tol, seed=seed, matmat=op.matmat)
     if method != "gram":
         raise LandscapeError(f"spectrum method must be 'auto', 'gram' or 'lanczos', got {method!r}")
     values, vectors = torch.linalg.eigh(op.gram())

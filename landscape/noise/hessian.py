@@ -63,7 +63,8 @@ def hessian_top_eigen(problem: Problem, k: int, *, split: str = "train", tol: fl
     dim = sum(p.numel() for p in problem.params.values())
     return lanczos_top(lambda v: hessian_vector_products(problem, v, split), dim, k,
                        device=problem.device, dtype=problem.dtype, tol=tol,
-                       max_steps=max_steps, seed=seed)
+                       max_steps=max_steps, seed=seed,
+                       matmat=lambda vs: hessian_vector_products(problem, vs.T, split).T)
 
 
 @dataclass
