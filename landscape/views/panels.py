@@ -227,7 +227,9 @@ def read_surface(name: str, group: h5py.Group) -> SurfaceData:
                 continue
             values.setdefault(split, {})[metric] = grid
     if not values:
-        raise Unreadable("no readable metric grid")
+        first = f" ({skipped[0].what.rsplit('/', 2)[-2]}/{skipped[0].what.rsplit('/', 1)[-1]}: {skipped[0].reason})" \
+            if skipped else ""
+        raise Unreadable(f"no readable metric grid{first}")
     done = (dataset(group, "done").astype(bool) if "done" in group
             else np.isfinite(next(iter(next(iter(values.values())).values()))))
     if indexing == "xy" and ndim == 2 and done.shape != shape:
@@ -530,6 +532,8 @@ def other_groups_panel(h5: h5py.File) -> list[Item] | None:
         def visit(name: str, node: h5py.HLObject, rows=rows) -> None:
             if isinstance(node, h5py.Dataset):
                 rows.append([name, describe_dataset(node)])
+            else:
+                rows.extend([f"{name} · {key}", value] for key, value in attribute_rows(attrs_of(node)))
         group.visititems(visit)
         items.append(TableItem(f"other/{path}", path, ["attribute or dataset", "value"], rows,
                                "no dedicated view for this group yet: its raw contents"))

@@ -8,9 +8,11 @@ text and never markup of their own.
 
 from __future__ import annotations
 
+import base64
 import html
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 
 # Layout/trace keys whose string values Plotly renders as pseudo-HTML text. Templates
@@ -32,7 +34,18 @@ def _is_text_key(key: str) -> bool:
     return key in _TEXT_KEYS or key.rsplit(".", 1)[-1] in _TEXT_KEYS
 
 
+def _decode_typed_array(node: dict) -> np.ndarray:
+    """Plotly ≥ 6 serialises numpy arrays as base64 ``{dtype, bdata, shape}``; decode them so
+    figures handed to users hold arrays again."""
+    array = np.frombuffer(base64.b64decode(node["bdata"]), dtype=np.dtype(node["dtype"])).copy()
+    if "shape" in node:
+        array = array.reshape([int(n) for n in str(node["shape"]).split(",")])
+    return array
+
+
 def _escape_tree(node: Any, text_context: bool = False) -> Any:
+    if isinstance(node, dict) and "bdata" in node and "dtype" in node:
+        return _decode_typed_array(node)
     if isinstance(node, dict):
         return {k: _escape_tree(v, text_context=_is_text_key(k)) for k, v in node.items()}
     if isinstance(node, list):
