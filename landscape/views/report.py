@@ -90,8 +90,8 @@ section h2 { font-size: 18px; margin: 6px 0 10px 0; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; flex: 1 1 560px; min-width: 420px; }
 figcaption { font-size: 12px; color: #555; margin-top: 2px; }
-.plot { width: 100%; height: 460px; }
-.plot.tall { height: 560px; }
+.lsplot { width: 100%; height: 460px; }
+.lsplot.tall { height: 560px; }
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f3f6; }
@@ -160,7 +160,7 @@ def render_html(report: Report, header: dict | None = None, plotlyjs: str | None
                 tall = " tall" if any(t.type in ("surface", "scatter3d") for t in item.figure.data) else ""
                 caption = f"<figcaption>{esc(item.caption)}</figcaption>" if item.caption else ""
                 figures_html.append(
-                    f'<figure><div class="plot{tall}" id="{plot_id}" data-key="{esc(item.key)}" '
+                    f'<figure><div class="lsplot{tall}" id="{plot_id}" data-key="{esc(item.key)}" '
                     f'data-filename="{esc(_file_name(item.key))}"></div>{caption}</figure>')
                 data_blocks.append(f'<script type="application/json" class="figure-data" '
                                    f'data-target="{plot_id}">{_figure_json(item.figure)}</script>')
