@@ -71,7 +71,8 @@ def test_surface_figures_show_the_stored_grid_with_the_checkpoint(scan):
     log_button = contour.layout.updatemenus[0].buttons[1]
     np.testing.assert_allclose(np.asarray(log_button.args[0]["z"][0]), np.log10(loss.T), rtol=1e-12)
     surface = figs["surfaces/2d/surface3d"]
-    assert surface.data[1].z[0] == pytest.approx(loss[5, 5])  # θ* sits on the surface at (0, 0)
+    lift = 0.02 * (loss.max() - loss.min())
+    assert surface.data[1].z[0] == pytest.approx(loss[5, 5] + lift)  # θ* sits on the surface at (0, 0)
 
 
 def test_1d_panel_overlays_every_1d_surface_train_and_test(scan):
@@ -81,7 +82,7 @@ def test_1d_panel_overlays_every_1d_surface_train_and_test(scan):
     dashes = {t.name: t.line.dash for t in fig.data}
     assert dashes["1d train"] == "solid" and dashes["1d test"] == "dash"
     annotations = {a.text for a in fig.layout.annotations}
-    assert {"θ*", "init", "trained"} <= annotations
+    assert annotations == {"θ*, init", "trained"}  # coinciding checkpoints share one line
 
 
 def test_spectrum_marks_exactly_the_unconverged_values(scan):
@@ -102,7 +103,7 @@ def test_density_panel_shows_a_normalised_smoothed_mixture(scan):
     assert len(visible) == 1 and fig.layout.yaxis.type == "log" and len(fig.layout.sliders[0].steps) == len(fig.data)
     x, y = np.asarray(visible[0].x), np.asarray(visible[0].y)
     # Lanczos weights of each probe sum to 1, so the smoothed density integrates to 1 (the
-    # plotted floor of max·1e-10 adds < 1e-8 over this range).
+    # plotted floor of max·1e-7 adds < 1e-5 over this range).
     assert np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import LandscapeError
 from .export import DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_results, parse_formats
 from .report import default_report_path, load_report, write_report
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(text)
+    except LandscapeError as exc:  # argparse turns this into its usage line and exit status 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +24,7 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="only export figures, write no HTML")
     parser.add_argument("--export", metavar="DIR", default=None,
                         help="also write every figure as static files into DIR")
-    parser.add_argument("--formats", default="pdf,svg,png", type=parse_formats,
+    parser.add_argument("--formats", default="pdf,svg,png", type=_formats,
                         help="static formats, comma-separated (default: pdf,svg,png)")
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
                         help=f"figure width in CSS pixels (default: {DEFAULT_WIDTH})")

@@ -46,7 +46,10 @@ def paper_figure(figure: go.Figure, titles: bool = True) -> go.Figure:
     """A copy styled for print; interactive controls removed (the default view stays)."""
     fig = go.Figure(figure)
     fig.update_layout(template="simple_white", font=PAPER_FONT, paper_bgcolor="white", plot_bgcolor="white",
-                      updatemenus=[], sliders=[], margin=dict(l=60, r=20, t=50 if titles else 20, b=55))
+                      margin=dict(l=60, r=20, t=50 if titles else 20, b=55),
+                      legend=dict(x=0.99, xanchor="right", y=0.99, yanchor="top", bgcolor="rgba(255,255,255,0.8)",
+                                  bordercolor="#bbb", borderwidth=0.5))
+    fig.layout.updatemenus, fig.layout.sliders = (), ()  # update_layout(updatemenus=[]) keeps them
     if not titles:
         fig.update_layout(title_text="")
         fig.layout.annotations = [a for a in fig.layout.annotations

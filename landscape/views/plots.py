@@ -133,7 +133,10 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
     first = variants[0]
 
     def marker_z(v: GridVariant) -> list[float]:
-        return [nearest_value(axes, v.values, m.coords) for m in axes.markers]
+        # lifted by 2 % of the z range so the point is not hidden inside the surface
+        finite = v.values[np.isfinite(v.values)]
+        lift = 0.02 * float(finite.max() - finite.min()) if finite.size else 0.0
+        return [nearest_value(axes, v.values, m.coords) + lift for m in axes.markers]
 
     fig = go.Figure(go.Surface(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
                                colorbar=dict(title=dict(text=first.colorbar_title))))
@@ -141,7 +144,7 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
     if axes.markers:
         fig.add_trace(go.Scatter3d(x=[m.coords[0] for m in axes.markers], y=[m.coords[1] for m in axes.markers],
                                    z=marker_z(first), text=[m.label for m in axes.markers],
-                                   mode="markers+text", marker=dict(size=5, color="red"),
+                                   mode="markers+text", marker=dict(size=6, color="red", line=dict(color="black", width=1)),
                                    name="checkpoints", showlegend=False))
         traces = [0, 1]
 
@@ -153,7 +156,7 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
                       scene=dict(xaxis_title=axes.x_title, yaxis_title=axes.y_title,
                                  zaxis_title=first.colorbar_title, aspectmode="manual",
                                  aspectratio=dict(x=1, y=1, z=0.7),
-                                 camera=dict(eye=dict(x=1.5, y=-1.5, z=1.0))),
+                                 camera=dict(eye=dict(x=1.2, y=-1.2, z=1.6))),  # high enough to see the minimum
                       updatemenus=_variant_menu(variants, restyle), margin=dict(t=80, l=0, r=0, b=0))
     return fig
 
@@ -173,14 +176,14 @@ def curves_figure(title: str, x_title: str, y_title: str, curves: Sequence[Curve
         fig.add_trace(go.Scatter(x=curve.x, y=curve.y, name=curve.label, mode="lines+markers",
                                  line=dict(color=curve.color, dash=curve.dash), marker=dict(size=4),
                                  legendgroup=curve.group or None))
-    seen: set[tuple[float, str]] = set()
-    for marker in markers:
-        key = (round(float(marker.coords[0]), 12), marker.label)
-        if key in seen:
-            continue
-        seen.add(key)
-        fig.add_vline(x=float(marker.coords[0]), line=dict(color="gray", dash="dot", width=1),
-                      annotation_text=marker.label, annotation_position="top")
+    labels_at: dict[float, list[str]] = {}
+    for marker in markers:  # one line per position; labels of coinciding checkpoints joined
+        labels = labels_at.setdefault(round(float(marker.coords[0]), 12), [])
+        if marker.label not in labels:
+            labels.append(marker.label)
+    for x, labels in labels_at.items():
+        fig.add_vline(x=x, line=dict(color="gray", dash="dot", width=1),
+                      annotation_text=", ".join(labels), annotation_position="top")
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
                       xaxis_title=x_title, yaxis_title=y_title, updatemenus=_log_y_menu(),
                       margin=dict(t=90), legend=dict(orientation="v"))
@@ -208,7 +211,7 @@ def spectrum_figure(title: str, spectra: Sequence[Spectrum], y_title: str = "eig
             fig.add_trace(go.Scatter(x=index[mask], y=values[mask], mode="markers", marker=style,
                                      error_y=error, name=spectrum.label + suffix))
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
-                      xaxis_title="index (by |λ|)", yaxis_title=y_title, margin=dict(t=70))
+                      xaxis_title="index", yaxis_title=y_title, margin=dict(t=70))
     fig.update_xaxes(dtick=1 if max((len(s.eigenvalues) for s in spectra), default=0) <= 20 else None)
     return fig
 
@@ -261,7 +264,7 @@ def density_figure(title: str, nodes: np.ndarray, weights: np.ndarray,
     for k, s in enumerate(sigmas):
         grid = density_grid(np.asarray(nodes), s)
         density = smoothed_density(nodes, weights, s, grid)
-        floor = density.max() * 1e-10 if density.max() > 0 else 1e-300
+        floor = density.max() * 1e-7 if density.max() > 0 else 1e-300  # log axis: ~7 decades shown
         fig.add_trace(go.Scatter(x=grid, y=np.maximum(density, floor), mode="lines",
                                  line=dict(color=COLORS[0], width=1.5), name=f"σ = {s:.3g}",
                                  visible=(k == default_index), showlegend=False))
@@ -269,6 +272,7 @@ def density_figure(title: str, nodes: np.ndarray, weights: np.ndarray,
                   args=[{"visible": [i == k for i in range(len(sigmas))]}]) for k, s in enumerate(sigmas)]
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
                       xaxis_title="eigenvalue λ", yaxis_title="density (smoothed)", yaxis_type="log",
+                      yaxis_exponentformat="power",
                       sliders=[dict(active=default_index, steps=steps, currentvalue=dict(prefix="σ = "),
                                     pad=dict(t=50))], margin=dict(t=70))
     return fig
@@ -286,7 +290,7 @@ def noise_figure(title: str, noise: np.ndarray, hessian: np.ndarray | None) -> g
         fig.add_trace(go.Scatter(x=np.arange(1, len(values) + 1), y=np.abs(values), mode="markers+lines",
                                  marker=dict(color=color, size=7), line=dict(color=color, width=1),
                                  name=name), row=1, col=col)
-        fig.update_yaxes(type="log", title_text="|eigenvalue|", row=1, col=col)
+        fig.update_yaxes(type="log", title_text="|eigenvalue|", exponentformat="power", row=1, col=col)
         fig.update_xaxes(title_text="index", row=1, col=col)
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"), margin=dict(t=90))
     return fig
