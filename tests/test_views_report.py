@@ -156,9 +156,11 @@ def test_plot_safe_figure_escapes_titles_names_labels_and_restyle_text():
 
 def test_missing_parts_and_old_schema_render_what_they_can(scan, tmp_path):
     path = copy_without(scan, tmp_path / "old.h5",
-                        ["surfaces/2d/train/loss", "curvature/density/weights", "noise"], {"schema_version": 0})
+                        ["surfaces/2d/train/loss", "curvature/density/weights", "noise"],
+                        {"schema_version": 0, "complete": False})
     report = load_report(path)
     assert any("schema version 0" in n for n in report.notes)
+    assert any("did not finish" in n for n in report.notes)
     skipped = {s.what: s.reason for s in report.skipped}
     assert "dataset 'loss' is missing" in skipped["surfaces/2d/train/loss"]
     assert "dataset 'weights' is missing" in skipped["curvature/density"]
@@ -245,3 +247,12 @@ def test_foreign_hdf5_and_missing_file_are_clear_errors(tmp_path):
         figures(foreign)
     with pytest.raises(LandscapeError, match="not found"):
         figures(tmp_path / "missing.h5")
+
+
+def test_scan_writes_the_report_beside_the_results(tmp_path, monkeypatch):
+    """End to end through the CLI on the bundled checkpoint (a 5×5 grid keeps it quick)."""
+    checkpoint = Path(__file__).resolve().parents[1] / "data" / "digits_mlp.pt"
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", str(checkpoint), "--points", "5", "--quiet", "-o", "mlp.h5"]) == 0
+    html = (tmp_path / "mlp.html").read_text()
+    assert 'data-key="surfaces/2d/contour"' in html and 'data-key="curves/loss"' in html

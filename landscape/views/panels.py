@@ -109,17 +109,14 @@ def run_panels(h5: h5py.File, panels: Sequence[Panel] | None = None) -> list[Pan
     for p in panels if panels is not None else registered_panels():
         try:
             items = p.build(h5)
+            safe = None if items is None else [
+                replace(i, figure=plot_safe_figure(i.figure)) if isinstance(i, FigureItem) else i for i in items]
         except Exception as exc:  # a broken group must not break the report
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} (in {where.name}, line {where.lineno})"
             results.append(PanelResult(p, [Skipped(p.name, reason)]))
             continue
-        if items is None:
-            results.append(PanelResult(p, [], applies=False))
-            continue
-        safe = [replace(i, figure=plot_safe_figure(i.figure)) if isinstance(i, FigureItem) else i
-                for i in items]
-        results.append(PanelResult(p, safe))
+        results.append(PanelResult(p, [], applies=False) if safe is None else PanelResult(p, safe))
     return results
 
 

@@ -123,7 +123,6 @@ def heatmap_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) 
                                colorbar=dict(title=dict(text=first.colorbar_title))))
     if axes.markers:
         fig.add_trace(_markers_2d(axes))
-    fig.update_yaxes(scaleanchor=None)
     return _grid_layout(fig, title, axes, variants,
                         lambda v: [{"z": [v.values.T], "colorbar.title.text": v.colorbar_title}, [0]])
 
