@@ -297,3 +297,16 @@ def png_pixels(data: bytes) -> np.ndarray:
                 cur[x] = (line[x] + pred) & 255
             out[y] = cur
     return out.reshape(height, width, channels).astype(np.uint8)
+
+
+def test_markers_come_from_attributes_else_the_origin():
+    from landscape.views.panels import surface_markers
+
+    axes = [np.linspace(-0.5, 1.5, 5), np.linspace(-0.5, 1.5, 5)]
+    plane = {"markers": np.array([[0.0, 0.0], [1.0, 0.0], [0.3, 1.0]]), "marker_labels": ["a.pt", "b.pt", "c.pt"]}
+    found = surface_markers(plane, 2, axes)
+    assert [(m.label, m.coords) for m in found] == [("a.pt", (0.0, 0.0)), ("b.pt", (1.0, 0.0)), ("c.pt", (0.3, 1.0))]
+    unlabelled = surface_markers({"markers": np.array([[0.0], [1.0]])}, 1, axes[:1])
+    assert [m.label for m in unlabelled] == ["checkpoint 0", "checkpoint 1"]
+    assert [m.coords for m in surface_markers({}, 2, axes)] == [(0.0, 0.0)]
+    assert surface_markers({}, 1, [np.linspace(0.5, 1.0, 3)]) == []  # origin outside the grid: no θ*
