@@ -145,12 +145,14 @@ def test_plot_safe_figure_escapes_titles_names_labels_and_restyle_text():
                       updatemenus=[dict(buttons=[dict(label="<u>l</u>", method="restyle",
                                                       args=[{"colorbar.title.text": "<s>c</s>", "z": [[1]]}])])])
     safe = plot_safe_figure(fig).to_plotly_json()
-    assert safe["data"][0]["name"] == "&lt;i&gt;n&lt;/i&gt;" and list(safe["data"][0]["text"]) == ["&lt;b&gt;t&lt;/b&gt;"]
+    assert safe["data"][0]["name"] == "&lt;i&gt;n&lt;/i&gt;"
+    assert list(safe["data"][0]["text"]) == ["&lt;b&gt;t&lt;/b&gt;"]
     layout = safe["layout"]
     assert layout["title"]["text"] == "&lt;b&gt;T&lt;/b&gt;" and layout["xaxis"]["title"]["text"] == "a&lt;b"
     assert layout["annotations"][0]["text"] == "&lt;br&gt;x"
     button = layout["updatemenus"][0]["buttons"][0]
-    assert button["label"] == "&lt;u&gt;l&lt;/u&gt;" and button["args"][0]["colorbar.title.text"] == "&lt;s&gt;c&lt;/s&gt;"
+    assert button["label"] == "&lt;u&gt;l&lt;/u&gt;"
+    assert button["args"][0]["colorbar.title.text"] == "&lt;s&gt;c&lt;/s&gt;"
     assert button["method"] == "restyle"  # non-text values untouched
 
 

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..errors import LandscapeError
-from .export import DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_results, parse_formats
+from .export import (DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_figures, parse_formats,
+                     select_figures)
 from .report import default_report_path, load_report, write_report
 
 
@@ -20,18 +21,18 @@ def _formats(text: str) -> tuple[str, ...]:
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="FILE.h5", help="results file written by `landscape scan`")
     parser.add_argument("-o", "--output", metavar="REPORT.html", default=None,
-                        help="where to write the report (default: FILE.html beside the results)")
+                        help="where to write the report; FILE.html beside the results when not given")
     parser.add_argument("--no-report", action="store_true", help="only export figures, write no HTML")
     parser.add_argument("--export", metavar="DIR", default=None,
                         help="also write every figure as static files into DIR")
     parser.add_argument("--formats", default="pdf,svg,png", type=_formats,
-                        help="static formats, comma-separated (default: pdf,svg,png)")
+                        help="static formats, comma-separated")
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
-                        help=f"figure width in CSS pixels (default: {DEFAULT_WIDTH})")
+                        help="figure width in CSS pixels")
     parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT,
-                        help=f"figure height in CSS pixels (default: {DEFAULT_HEIGHT})")
+                        help="figure height in CSS pixels")
     parser.add_argument("--scale", type=float, default=1.0,
-                        help="PNG pixels per CSS pixel (default 1: PNG is exactly width×height)")
+                        help="PNG pixels per CSS pixel (1: a PNG is exactly width×height)")
     parser.add_argument("--no-titles", action="store_true", help="static figures without titles")
     parser.add_argument("--figure", action="append", default=None, metavar="KEY",
                         help="export only this figure (repeatable), e.g. surfaces/2d/contour")
@@ -49,7 +50,7 @@ def run_view(args: argparse.Namespace) -> int:
     if args.export:
         options = ExportOptions(formats=args.formats, width=args.width, height=args.height,
                                 scale=args.scale, titles=not args.no_titles)
-        written = export_results(args.results, args.export, options, keys=args.figure)
+        written = export_figures(select_figures(report.figures, args.figure, args.results), args.export, options)
         print(f"figures: {len(written)} files in {args.export}")
     return 0
 

@@ -95,8 +95,8 @@ def export_figures(figures: Mapping[str, go.Figure], out_dir: str | os.PathLike,
         found = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("google-chrome")
         hint = ("install Chromium (Debian: apt-get install chromium) or set BROWSER_PATH" if not found
                 else f"browser used: {found}")
-        raise LandscapeError(f"static export failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                             f"{hint}") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LandscapeError(f"static export failed ({type(exc).__name__}: {first_line}); {hint}") from None
     return [j[1] for j in jobs]
 
 
@@ -105,10 +105,15 @@ def export_results(path: str | os.PathLike, out_dir: str | os.PathLike,
     """Every figure of the results file ``path`` (or only ``keys``) as static files."""
     from .report import figures
 
-    figs = figures(path)
-    if keys is not None:
-        missing = [k for k in keys if k not in figs]
-        if missing:
-            raise LandscapeError(f"no figure {missing[0]!r} in '{path}'; available: {', '.join(figs)}")
-        figs = {k: figs[k] for k in keys}
-    return export_figures(figs, out_dir, options)
+    return export_figures(select_figures(figures(path), keys, path), out_dir, options)
+
+
+def select_figures(figs: Mapping[str, go.Figure], keys: Sequence[str] | None,
+                   source: str | os.PathLike = "the results") -> dict[str, go.Figure]:
+    """``figs`` restricted to ``keys`` (all when None), with a clear error for a wrong key."""
+    if keys is None:
+        return dict(figs)
+    missing = [k for k in keys if k not in figs]
+    if missing:
+        raise LandscapeError(f"no figure {missing[0]!r} in '{source}'; available: {', '.join(figs)}")
+    return {k: figs[k] for k in keys}

@@ -312,7 +312,7 @@ def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
         return None
     items: list[Item] = []
     for name, group in groups:
-        items += _try(f"surfaces/{name}", lambda: _surface_2d_items(name, group))
+        items += _try(f"surfaces/{name}", lambda name=name, group=group: _surface_2d_items(name, group))
     return items
 
 

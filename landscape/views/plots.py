@@ -143,7 +143,8 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
     if axes.markers:
         fig.add_trace(go.Scatter3d(x=[m.coords[0] for m in axes.markers], y=[m.coords[1] for m in axes.markers],
                                    z=marker_z(first), text=[m.label for m in axes.markers],
-                                   mode="markers+text", marker=dict(size=6, color="red", line=dict(color="black", width=1)),
+                                   mode="markers+text",
+                                   marker=dict(size=6, color="red", line=dict(color="black", width=1)),
                                    name="checkpoints", showlegend=False))
         traces = [0, 1]
 

@@ -7,7 +7,6 @@ so no string in the file can close a tag or start one.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
