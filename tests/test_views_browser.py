@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_views_report import BOLD, EXPECTED_FIGURES, IMG, SCRIPT  # noqa: E402
 from test_views_report import hostile, scan  # noqa: E402,F401  (module fixtures)
-from test_views_samples import png_pixels, png_size  # noqa: E402
+from test_views_samples import copy_without, png_pixels, png_size  # noqa: E402
 
 from landscape.views import write_report  # noqa: E402
 
@@ -115,7 +115,8 @@ def test_report_renders_every_plot_without_errors(browser, scan, tmp_path):
     before = contour.evaluate("d => d.calcdata[0][0].z[5][5]")
     contour.locator(".updatemenu-header-group").click()
     page.locator(".updatemenu-dropdown-button", has_text="train loss (log10)").first.click()
-    page.wait_for_timeout(300)
+    page.wait_for_function("v => document.querySelector('.lsplot[data-key=\"surfaces/2d/contour\"]')"
+                           ".calcdata[0][0].z[5][5] !== v", arg=before, timeout=10_000)
     after = contour.evaluate("d => d.calcdata[0][0].z[5][5]")
     assert after == pytest.approx(np.log10(before), rel=1e-12)
 
@@ -136,4 +137,28 @@ def test_markup_from_the_file_shows_as_text(browser, hostile, tmp_path):
     assert f"interpolation {IMG}" in legend
     annotations = page.eval_on_selector_all(".lsplot .annotation-text", "els => els.map(e => e.textContent)")
     assert SCRIPT in annotations
+    page.close()
+
+
+def test_a_damaged_partial_file_still_renders_cleanly(browser, scan, tmp_path):
+    """Half the 2-D grid not computed, a dataset gone, an old schema: what is left renders
+    without errors and the page says what it skipped."""
+    path = copy_without(scan, tmp_path / "damaged.h5", ["curvature/density/nodes"],
+                        {"schema_version": 0, "complete": False})
+    with h5py.File(path, "a") as f:
+        for key in ("train/loss", "train/accuracy", "test/loss", "test/accuracy"):
+            grid = f[f"surfaces/2d/{key}"][()]
+            grid[:, 6:] = np.nan
+            f[f"surfaces/2d/{key}"][...] = grid
+        done = f["surfaces/2d/done"][()]
+        done[:, 6:] = False
+        f["surfaces/2d/done"][...] = done
+    page, events = _open(browser, write_report(path, tmp_path / "damaged.html"))
+    assert events["errors"] == []
+    notes = page.inner_text(".notes")
+    assert "schema version 0" in notes and "did not finish" in notes
+    assert "skipped curvature/density: dataset 'nodes' is missing" in notes
+    assert "66 of 121 grid points computed" in page.inner_text("section#panel-2-d-surfaces")
+    keys = page.eval_on_selector_all(".lsplot", "els => els.map(e => e.dataset.key)")
+    assert set(keys) == EXPECTED_FIGURES - {"curvature/density"}
     page.close()
