@@ -30,6 +30,15 @@ def chromium():
     return CHROMIUM
 
 
+@pytest.fixture(scope="module")
+def bundled_scan(tmp_path_factory) -> Path:
+    """`landscape scan` of the bundled digits MLP checkpoint (11×11, no report)."""
+    out = tmp_path_factory.mktemp("bundled") / "digits_mlp.h5"
+    checkpoint = Path(__file__).resolve().parents[1] / "data" / "digits_mlp.pt"
+    assert main(["scan", str(checkpoint), "--points", "11", "--quiet", "--no-report", "-o", str(out)]) == 0
+    return out
+
+
 def _check_pdf(data: bytes) -> None:
     assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF") and len(data) > 1000
 
@@ -51,9 +60,9 @@ def test_every_figure_in_every_format(chromium, scan, tmp_path):
         assert png_size(stem.with_suffix(".png").read_bytes()) == (500, 400)
 
 
-def test_cli_export_with_scale_and_selected_figures(chromium, scan, tmp_path, capsys):
+def test_cli_export_of_the_bundled_scan(chromium, bundled_scan, tmp_path, capsys):
     out = tmp_path / "figs"
-    code = main(["view", str(scan), "--no-report", "--export", str(out), "--formats", "png,svg",
+    code = main(["view", str(bundled_scan), "--no-report", "--export", str(out), "--formats", "png,svg",
                  "--width", "320", "--height", "240", "--scale", "2", "--figure", "curves/loss",
                  "--figure", "surfaces/2d/surface3d", "--no-titles"])
     assert code == 0
