@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import pickle
 import sys
 import zipfile
@@ -124,7 +125,15 @@ def _load_safetensors(path: Path, sha: str) -> Checkpoint:
             header = handle.metadata() or {}
     except Exception as exc:
         raise _unreadable(path, exc) from None
-    metadata = {k.removeprefix("landscape."): v for k, v in header.items() if k.startswith("landscape.")}
+    metadata: dict[str, Any] = {k.removeprefix("landscape."): v for k, v in header.items()
+                                if k.startswith("landscape.")}
+    for key in ("model_kwargs", "data_kwargs"):  # safetensors metadata are strings: kwargs are JSON
+        if key in metadata:
+            try:
+                metadata[key] = json.loads(metadata[key] or "{}")
+            except json.JSONDecodeError:
+                raise LandscapeError(f"checkpoint '{path}': metadata 'landscape.{key}' is not a JSON "
+                                     f"object ({metadata[key][:60]!r})") from None
     return Checkpoint(path, sha, "safetensors", state_dict=state, metadata=metadata)
 
 
