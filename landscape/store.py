@@ -165,7 +165,7 @@ class ResultsWriter:
                                  "with --overwrite") from None
         stored = {k: read_attr(v) for k, v in handle.attrs.items()}
         differing = [k for k in self.must_match
-                     if _comparable(stored.get(k)) != _comparable(attr_value(self.settings.get(k)))]
+                     if _comparable(stored.get(k, attr_value(None))) != _comparable(attr_value(self.settings.get(k)))]
         if differing:
             handle.close()
             detail = "; ".join(f"{k}: {stored.get(k)!r} then, {self.settings.get(k)!r} now" for k in differing[:3])
