@@ -142,7 +142,11 @@ class ResultsWriter:
         if self.resume and self.path.exists():
             # finished file: reopen it to add steps not yet present
             os.replace(self.path, self.partial)
-            self.file = self._reopen_partial()
+            try:
+                self.file = self._reopen_partial()
+            except LandscapeError:
+                os.replace(self.partial, self.path)  # refused: leave the finished file as it was
+                raise
             return
         if self.path.exists() and not self.overwrite:
             raise LandscapeError(f"'{self.path}' exists; pass --overwrite to replace it or "
