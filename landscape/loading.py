@@ -99,7 +99,8 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        # only a disallowed class/function is a trust question; anything else is a broken file
+        if "Unsupported global" in str(exc):
             raise LandscapeError(
                 f"checkpoint '{path}' contains pickled Python objects beyond tensors; loading it "
                 "could run code from the file. Pass --trust (trust=True) only if you trust its "
