@@ -380,7 +380,8 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
                  loss: str | None = None, trust: bool = False, device: str | None = None,
                  dtype: torch.dtype | None = None, bn_policy: BNPolicy = "eval",
                  batch_size: int | None = None, max_batches: int | None = None,
-                 max_examples: int | None = None) -> tuple[Problem, Provenance]:
+                 max_examples: int | None = None,
+                 metrics: Mapping[str, Callable[..., Any]] | None = None) -> tuple[Problem, Provenance]:
     """Checkpoint + specs → Problem, with the provenance to record."""
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
     net, model_spec = build_model(checkpoint, model)
@@ -397,7 +398,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     splits = load_data(data_spec, batch_size=batch_size or 256, kwargs=data_kwargs)
     loss_fn, loss_name = resolve_loss(loss or meta.get("loss"))
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
-                             max_batches=max_batches, max_examples=max_examples)
+                             max_batches=max_batches, max_examples=max_examples, metrics=metrics)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust)
     return problem, provenance
