@@ -71,6 +71,9 @@ def _files(root: Path) -> dict[str, Path]:
     save_file(models.linear().state_dict(), str(files["linear"]), metadata={
         "landscape.model": "tests.models:linear", "landscape.data": "tests.models:regression_data",
         "landscape.loss": "mse", "landscape.model_kwargs": json.dumps({})})
+    for seed in (0, 1):
+        files[f"pickled{seed}"] = root / f"whole{seed}.pt"
+        torch.save(models.seeded(models.MLP, seed=seed), files[f"pickled{seed}"])
     for seed in (0, 1, 2):
         files[f"lightning{seed}"] = root / f"run{seed}.ckpt"
         state = {f"model.{k}": v for k, v in models.seeded(models.MLP, seed=seed).state_dict().items()}
@@ -119,6 +122,9 @@ def _cases(f: dict[str, Path]) -> dict[str, Case]:
         "scan_lightning": Case(["scan", f["lightning0"], *MLP_SPECS, *SMALL, "--bn", "recompute"], ""),
         "interpolate_line": Case(["interpolate", f["lightning0"], f["lightning1"], *MLP_SPECS,
                                   "--points", "5", "--range", "0", "1", "--dtype", "float64", "--no-report"], ""),
+        "interpolate_pickled": Case(["interpolate", f["pickled0"], f["pickled1"], "--trust", "--data",
+                                     "tests.models:vector_data", "--loss", "cross_entropy", "--points", "3",
+                                     "--range", "0", "1", "--dtype", "float64", "--no-report"], ""),
         "interpolate_plane": Case(["interpolate", f["lightning0"], f["lightning1"], f["lightning2"], *MLP_SPECS,
                                    "--points", "4", "--no-report"], ""),
     }
@@ -287,12 +293,13 @@ def test_scan_of_a_lightning_checkpoint_with_bn_recompute(runs):
         assert set(h5["surfaces/2d"]) >= {"alpha", "beta", "done", "train", "test"}
 
 
-def test_interpolation_line_ends_at_both_checkpoints(runs):
-    with h5py.File(_ok(runs, "interpolate_line"), "r") as h5:
+@pytest.mark.parametrize("name", ["interpolate_line", "interpolate_pickled"])
+def test_interpolation_line_ends_at_both_checkpoints(runs, name):
+    with h5py.File(_ok(runs, name), "r") as h5:
         loss = h5["surfaces/interpolation/train/loss"][()]
-        np.testing.assert_array_equal(h5["surfaces/interpolation/alpha"][()], np.linspace(0, 1, 5))
+        np.testing.assert_array_equal(h5["surfaces/interpolation/alpha"][()], np.linspace(0, 1, len(loss)))
         np.testing.assert_array_equal(h5["surfaces/interpolation"].attrs["markers"], [[0.0], [1.0]])
-    for index, seed in ((0, 0), (4, 1)):
+    for index, seed in ((0, 0), (-1, 1)):
         problem = Problem.create(models.seeded(models.MLP, seed=seed).double(), F.cross_entropy,
                                  models.vector_data())
         assert loss[index] == pytest.approx(problem.loss(), rel=1e-12)
