@@ -190,3 +190,22 @@ def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recompu
     with h5py.File(reference, "r") as h5:
         for key, value in resumed_values.items():
             np.testing.assert_array_equal(value, h5[f"surfaces/2d/train/{key}"][()])
+
+
+def test_resume_after_a_kill_between_two_direction_writes(tmp_path):
+    """A scan killed after writing d0 but before d1 must redo the directions, not crash."""
+    import torch.nn.functional as F
+
+    from landscape.problem import Problem
+    from landscape.scan import SurfaceSpec, directions_step, run_scan, surface_step
+
+    problem = Problem.create(models.mlp().double(), F.cross_entropy, models.vector_data())
+    make = lambda: random_directions(problem.params, 2, seed=1)  # noqa: E731
+    spec = SurfaceSpec("2d", ["d0", "d1"], [np.linspace(-1, 1, 3)] * 2, ["train"])
+    out = tmp_path / "r.h5"
+    with ResultsWriter(out, {"seed": 1}) as writer:
+        writer.write_directions(make()[:1])  # ... and then the process died
+    reference = run_scan(problem, tmp_path / "ref.h5", [directions_step(make), surface_step(spec)], {"seed": 1})
+    run_scan(problem, out, [directions_step(make), surface_step(spec)], {"seed": 1}, resume=True)
+    with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
+        np.testing.assert_array_equal(a["surfaces/2d/train/loss"][()], b["surfaces/2d/train/loss"][()])
