@@ -34,7 +34,8 @@ class ScanStep:
 
 # Root attributes that must be equal for a scan to be resumed.
 RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype",
-               "bn_policy", "normalization", "include_1d", "num_examples_train", "num_examples_test")
+               "bn_policy", "normalization", "include_1d", "orthogonal", "checkpoints",
+               "num_examples_train", "num_examples_test")
 
 
 def directions_step(make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:

@@ -101,6 +101,7 @@ class ResultsWriter:
         self.must_match = list(must_match)
         self.file: h5py.File | None = None
         self._lock_handle: Any = None
+        self._reopened_finished = False
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> ResultsWriter:
@@ -116,7 +117,12 @@ class ResultsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.file is not None:
-            self.file.close()
+            if self._reopened_finished and isinstance(exc, LandscapeError):
+                set_attrs(self.file, {"complete": True})  # a refused resume: give the finished file back
+                self.file.close()
+                os.replace(self.partial, self.path)
+            else:
+                self.file.close()
             self.file = None
         self._release_lock()
 
@@ -144,6 +150,7 @@ class ResultsWriter:
             os.replace(self.path, self.partial)
             try:
                 self.file = self._reopen_partial()
+                self._reopened_finished = True
             except LandscapeError:
                 os.replace(self.partial, self.path)  # refused: leave the finished file as it was
                 raise
