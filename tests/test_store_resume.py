@@ -209,3 +209,37 @@ def test_resume_after_a_kill_between_two_direction_writes(tmp_path):
     run_scan(problem, out, [directions_step(make), surface_step(spec)], {"seed": 1}, resume=True)
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
         np.testing.assert_array_equal(a["surfaces/2d/train/loss"][()], b["surfaces/2d/train/loss"][()])
+
+
+@pytest.mark.parametrize("changed", [["--orthogonal"], ["--seed", "2"], ["--normalization", "layer"],
+                                     ["--points", "4"], ["--max-examples", "20"]])
+def test_resume_refuses_an_option_that_changes_the_result(tmp_path, capsys, changed):
+    args = ["surface", str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data",
+            "tests.models:vector_data", "--loss", "cross_entropy", "--dims", "2", "--points", "3",
+            "--seed", "1", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
+    assert cli.main(args) == 0
+    with h5py.File(tmp_path / "r.h5", "r") as h5:
+        before = h5["surfaces/2d/train/loss"][()]
+    capsys.readouterr()
+    assert cli.main([*args, *changed, "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    # the finished file is left where it was, complete, with its results
+    assert not Path(f"{tmp_path / 'r.h5'}.partial").exists()
+    with open_results(tmp_path / "r.h5") as h5:
+        assert read_attr(h5.attrs["complete"]) is True
+        np.testing.assert_array_equal(h5["surfaces/2d/train/loss"][()], before)
+
+
+def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_path):
+    args = ["surface", str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data",
+            "tests.models:vector_data", "--loss", "cross_entropy", "--dims", "1", "--points", "3",
+            "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
+    assert cli.main(args) == 0
+    with h5py.File(tmp_path / "r.h5", "r") as h5:
+        before = h5["surfaces/1d/train/loss"][()]
+    assert cli.main([*args, "--resume"]) == 0
+    with open_results(tmp_path / "r.h5") as h5:
+        assert read_attr(h5.attrs["complete"]) is True
+        np.testing.assert_array_equal(h5["surfaces/1d/train/loss"][()], before)
