@@ -11,7 +11,9 @@ still has its own exit status, stdout and stderr, exactly as `python -m landscap
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -181,9 +183,9 @@ def run_forked(cases: dict[str, list[str]], root: Path) -> dict[str, subprocess.
             for name, argv in cases.items()}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cli")
+def _make_runs(root: Path) -> dict:
+    """Make every run of this module under ``root``; returns JSON-able results."""
+    root.mkdir(parents=True, exist_ok=True)
     files = _files(root)
     cases = _cases(files)
     outputs = {name: root / f"{name}.h5" for name in cases}
@@ -198,8 +200,37 @@ def runs(tmp_path_factory):
                                                for a in argvs[n]], cwd=root), GENUINE)
         forked = run_forked(argvs, root)
         genuine = dict(zip(GENUINE, genuine))
-    return {"cases": cases, "results": forked, "genuine": genuine, "outputs": outputs, "files": files,
-            "genuine_outputs": {n: genuine_root / f"{n}.h5" for n in GENUINE}}
+    as_json = lambda runs: {n: [r.returncode, r.stdout, r.stderr] for n, r in runs.items()}  # noqa: E731
+    return {"results": as_json(forked), "genuine": as_json(genuine), "files": {k: str(v) for k, v in files.items()},
+            "outputs": {n: str(p) for n, p in outputs.items()},
+            "genuine_outputs": {n: str(genuine_root / f"{n}.h5") for n in GENUINE}}
+
+
+def _once_per_session(tmp_path_factory, key: str, make) -> dict:
+    """``make(folder)`` once per test session, also under pytest-xdist (workers share the
+    result through a file lock), so `pytest -n 2` does not make every run twice."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:
+        return make(tmp_path_factory.mktemp(key))
+    shared = tmp_path_factory.getbasetemp().parent / f"{key}-{run_id}"
+    shared.mkdir(exist_ok=True)
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = shared / "result.json"
+        if not result.exists():
+            result.write_text(json.dumps(make(shared / "work")))
+        return json.loads(result.read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    made = _once_per_session(tmp_path_factory, "cli-runs", _make_runs)
+    files = {k: Path(v) for k, v in made["files"].items()}
+    completed = lambda runs: {n: subprocess.CompletedProcess(n, *r) for n, r in runs.items()}  # noqa: E731
+    return {"cases": _cases(files), "files": files, "results": completed(made["results"]),
+            "genuine": completed(made["genuine"]),
+            "outputs": {n: Path(p) for n, p in made["outputs"].items()},
+            "genuine_outputs": {n: Path(p) for n, p in made["genuine_outputs"].items()}}
 
 
 def test_python_m_landscape_behaves_like_the_forked_runs(runs):

@@ -92,6 +92,22 @@ def test_open_results_explains_what_is_wrong(tmp_path):
         open_results(tmp_path / "other.h5")
 
 
+@pytest.mark.slow
+def test_a_second_process_is_refused_while_the_first_holds_the_output(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save(models.mlp().state_dict(), ckpt)
+    out = tmp_path / "r.h5"
+    with ResultsWriter(out, {"seed": 0}):  # this process is the first writer
+        second = run_cli("surface", ckpt, "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
+                         "--loss", "cross_entropy", "--points", "3", "--no-report", "-o", out, "--overwrite",
+                         cwd=tmp_path)
+        assert Path(f"{out}.partial").exists()  # the first writer's file is untouched
+    assert second.returncode == 2
+    assert second.stderr.strip().count("\n") == 0 and second.stderr.startswith("landscape: error: ")
+    assert "being written by another landscape process" in second.stderr
+    assert not out.exists()
+
+
 # ---------------------------------------------------------------------------- kill and resume
 GRID = ["--dims", "2", "--points", "10", "--range", "-1", "1", "--dtype", "float64", "--seed", "3",
         "--data", "tests.models:slow_data", "--loss", "cross_entropy", "--model", "tests.models:recorder",
@@ -132,19 +148,13 @@ def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recompu
     out, partial = tmp_path / "killed.h5", tmp_path / "killed.h5.partial"
     first_log, resumed_log = tmp_path / "first.log", tmp_path / "resumed.log"
 
-    # 1. a slow scan (30 ms per model call, 100 points × 2 batches, chunks of 64 points)
+    # 1. a slow scan (30 ms per model call, 100 points × 2 batches, chunks of 64 points: the
+    #    second chunk gives a > 2 s window in which some but not all points are stored)
     first = subprocess.Popen(landscape_command("surface", ckpt, *GRID, "-o", out), cwd=tmp_path,
                              env=cli_env(LANDSCAPE_TEST_DELAY="0.03", LANDSCAPE_TEST_LOG=str(first_log)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait(lambda: _read_done(partial) is not None, 60, "the scan to create its file")
-        # 2. a second process writing the same output is refused while the first holds it
-        second = run_cli("surface", ckpt, *GRID, "-o", out, "--overwrite", cwd=tmp_path)
-        assert first.poll() is None, "the first scan finished too early for the lock check"
-        assert second.returncode == 2
-        assert second.stderr.strip().count("\n") == 0
-        assert "being written by another landscape process" in second.stderr
-        # 3. kill it hard once some, not all, points are stored
+        # 2. kill it hard once some, not all, points are stored
         _wait(lambda: (d := _read_done(partial)) is not None and d.any(), 60, "the first chunk")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -157,7 +167,7 @@ def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recompu
     done_at_kill = _read_done(partial)
     assert done_at_kill is not None and 0 < done_at_kill.sum() < done_at_kill.size
 
-    # 4. resume: only the points not done at the kill are evaluated
+    # 3. resume: only the points not done at the kill are evaluated
     resumed = run_cli("surface", ckpt, *GRID, "-o", out, "--resume", cwd=tmp_path,
                       LANDSCAPE_TEST_LOG=str(resumed_log))
     assert resumed.returncode == 0, resumed.stderr
@@ -184,7 +194,7 @@ def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recompu
     np.testing.assert_array_equal(evaluated, ~done_at_kill)  # exactly the unfinished points, once more
     assert _fingerprints(first_log)  # the first run did log its calls
 
-    # 5. the same scan uninterrupted (in-process) gives the same arrays
+    # 4. the same scan uninterrupted (in-process) gives the same arrays
     reference = tmp_path / "reference.h5"
     assert cli.main(["surface", str(ckpt), *GRID, "-o", str(reference), "--quiet"]) == 0
     with h5py.File(reference, "r") as h5:
