@@ -141,7 +141,7 @@ def _wait(condition, timeout: float, what: str) -> None:
 
 
 @pytest.mark.slow
-def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recomputing(tmp_path):
+def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recomputing(tmp_path, capsys):
     ckpt = tmp_path / "recorder.pt"
     theta = models.recorder().double()
     torch.save(models.recorder().state_dict(), ckpt)
@@ -166,6 +166,8 @@ def test_scan_killed_mid_way_resumes_to_the_uninterrupted_result_without_recompu
     assert not out.exists() and partial.exists()  # nothing complete-looking was left
     done_at_kill = _read_done(partial)
     assert done_at_kill is not None and 0 < done_at_kill.sum() < done_at_kill.size
+    assert cli.main(["info", str(out)]) == 2  # points the user at the partial file
+    assert "--resume" in capsys.readouterr().err
 
     # 3. resume: only the points not done at the kill are evaluated
     resumed = run_cli("surface", ckpt, *GRID, "-o", out, "--resume", cwd=tmp_path,
@@ -241,7 +243,7 @@ def test_resume_refuses_an_option_that_changes_the_result(tmp_path, capsys, chan
         np.testing.assert_array_equal(h5["surfaces/2d/train/loss"][()], before)
 
 
-def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_path):
+def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_path, capsys):
     args = ["surface", str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data",
             "tests.models:vector_data", "--loss", "cross_entropy", "--dims", "1", "--points", "3",
             "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
@@ -250,6 +252,10 @@ def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_pat
     with h5py.File(tmp_path / "r.h5", "r") as h5:
         before = h5["surfaces/1d/train/loss"][()]
     assert cli.main([*args, "--resume"]) == 0
+    capsys.readouterr()
+    assert cli.main(["info", str(tmp_path / "r.h5")]) == 0
+    printed = capsys.readouterr().out
+    assert "complete = True" in printed and "loss: float64 (3,), 3/3 finite" in printed
     with open_results(tmp_path / "r.h5") as h5:
         assert read_attr(h5.attrs["complete"]) is True
         np.testing.assert_array_equal(h5["surfaces/1d/train/loss"][()], before)
