@@ -58,7 +58,7 @@ def _files(root: Path) -> dict[str, Path]:
     nan_state["fc1.weight"][2, 3] = float("nan")
     files["nan"] = root / "nan.pt"
     torch.save(nan_state, files["nan"])
-    x, y = models.vectors(10)
+    _, y = models.vectors(10)
     files["wide"] = root / "wide.npz"
     np.savez(files["wide"], x=np.zeros((10, 7), np.float32), y=y.numpy())
     files["empty_npz"] = root / "empty.npz"
@@ -67,6 +67,8 @@ def _files(root: Path) -> dict[str, Path]:
     torch.jit.script(model).save(str(files["script"]))
     files["existing"] = root / "existing.h5"
     files["existing"].write_bytes(b"an earlier result")
+    files["cnn"] = root / "cnn.pt"
+    torch.save(models.trained_bn_state(models.cnn_bn(), models.image_data()["train"]).state_dict(), files["cnn"])
     files["exp"] = root / "exp.pt"
     torch.save(models.exp_model().state_dict(), files["exp"])
     files["linear"] = root / "linear.safetensors"
@@ -124,6 +126,9 @@ def _cases(f: dict[str, Path]) -> dict[str, Case]:
                            "--range", "-400", "400", "--no-report"], ""),
         "closed_form": Case(["surface", f["linear"], "--points", "7", "5", "--range", "-1", "2", "-0.5", "0.3",
                              "--include-1d", "--dtype", "float64", "--seed", "5", "--no-report"], ""),
+        "cnn_recompute": Case(["surface", f["cnn"], "--model", "tests.models:cnn_bn", "--data",
+                               "tests.models:image_data", "--loss", "cross_entropy", "--bn", "recompute",
+                               "--dtype", "float64", "--dims", "1", "--range", "-1", "1", *SMALL], ""),
         "scan_lightning": Case(["scan", f["lightning0"], *MLP_SPECS, *SMALL, "--bn", "recompute"], ""),
         "interpolate_line": Case(["interpolate", f["lightning0"], f["lightning1"], *MLP_SPECS,
                                   "--points", "5", "--range", "0", "1", "--dtype", "float64", "--no-report"], ""),
@@ -338,6 +343,22 @@ def test_interpolation_line_ends_at_both_checkpoints(runs, name):
         problem = Problem.create(models.seeded(models.MLP, seed=seed).double(), F.cross_entropy,
                                  models.vector_data())
         assert loss[index] == pytest.approx(problem.loss(), rel=1e-12)
+
+
+def test_bn_recompute_through_the_cli(runs):
+    from tests.test_surface import reference_metrics
+
+    with h5py.File(_ok(runs, "cnn_recompute"), "r") as h5:
+        assert read_attr(h5.attrs["bn_policy"]) == "recompute" and read_attr(h5.attrs["bn_batches"]) == 4
+        loss = h5["surfaces/1d/train/loss"][()]
+        d0 = {n: torch.from_numpy(h5[f"directions/d0/{n}"][()]) for n in h5["directions/d0"]}
+    model = models.trained_bn_state(models.cnn_bn(), models.image_data()["train"]).double()
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    data = models.image_data()["train"]
+    for index, alpha in enumerate((-1.0, 0.0, 1.0)):
+        point = {n: theta[n] + alpha * d0[n] for n in theta}
+        expected, _ = reference_metrics(model, point, data, F.cross_entropy, recompute_bn=4)
+        assert loss[index] == pytest.approx(expected, rel=1e-10)
 
 
 def test_interpolation_plane_marks_the_three_checkpoints(runs):
