@@ -12,6 +12,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class ResultsWriter:
         self.must_match = list(must_match)
         self.file: h5py.File | None = None
         self._lock_handle: Any = None
-        self._reopened_finished = False
+        self._copy_of_finished = False
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> ResultsWriter:
@@ -117,13 +118,10 @@ class ResultsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.file is not None:
-            if self._reopened_finished and isinstance(exc, LandscapeError):
-                set_attrs(self.file, {"complete": True})  # a refused resume: give the finished file back
-                self.file.close()
-                os.replace(self.partial, self.path)
-            else:
-                self.file.close()
+            self.file.close()
             self.file = None
+            if self._copy_of_finished and isinstance(exc, LandscapeError):
+                self.partial.unlink()  # refused: the finished file is still there, untouched
         self._release_lock()
 
     def _acquire_lock(self) -> None:
@@ -138,6 +136,7 @@ class ResultsWriter:
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
+            self.lock_path.unlink(missing_ok=True)  # still held: no other writer can be inside
             self._lock_handle.close()
             self._lock_handle = None
 
@@ -146,13 +145,14 @@ class ResultsWriter:
             self.file = self._reopen_partial()
             return
         if self.resume and self.path.exists():
-            # finished file: reopen it to add steps not yet present
-            os.replace(self.path, self.partial)
+            # add missing steps to a finished file: work on a copy, so the finished file
+            # stays as it is until this run finishes too
+            shutil.copyfile(self.path, self.partial)
+            self._copy_of_finished = True
             try:
                 self.file = self._reopen_partial()
-                self._reopened_finished = True
             except LandscapeError:
-                os.replace(self.partial, self.path)  # refused: leave the finished file as it was
+                self.partial.unlink()
                 raise
             return
         if self.path.exists() and not self.overwrite:
@@ -192,7 +192,6 @@ class ResultsWriter:
         self.file.close()
         self.file = None
         os.replace(self.partial, self.path)
-        self.lock_path.unlink(missing_ok=True)
         return self.path
 
     # -------------------------------------------------------------- generic groups
