@@ -221,7 +221,11 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     problem, provenance = problem_from_args(args, args.checkpoints[0])
     thetas = [problem.params]
     for path in args.checkpoints[1:]:
-        model, _ = build_model(load_checkpoint(path, trust=args.trust), args.model or provenance["model_spec"])
+        # a self-contained first checkpoint (pickled module, torch.export) records its format as
+        # its model spec: the others then load by their own contents, not by that name
+        self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
+        model, _ = build_model(load_checkpoint(path, trust=args.trust),
+                               args.model or (None if self_contained else provenance["model_spec"]))
         named = dict(model.named_parameters())
         missing = [n for n in problem.params if n not in named]
         if missing:
