@@ -8,19 +8,16 @@ where that is a failure. ``LANDSCAPE_UPDATE_SCREENSHOT=1`` also refreshes docs/r
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_views_report import BOLD, EXPECTED_FIGURES, IMG, SCRIPT  # noqa: E402
-from test_views_report import hostile, scan  # noqa: E402,F401  (module fixtures)
-from test_views_samples import copy_without, png_pixels, png_size  # noqa: E402
-
-from landscape.views import write_report  # noqa: E402
+from landscape.views import write_report
+from tests.test_views_report import BOLD, EXPECTED_FIGURES, IMG, SCRIPT
+from tests.test_views_report import hostile, scan  # noqa: F401  (module fixtures)
+from tests.test_views_samples import copy_without, png_pixels, png_size
 
 CHROMIUM = Path(os.environ.get("LANDSCAPE_CHROMIUM", "/usr/bin/chromium"))
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import plotly.graph_objects as go
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_views_browser import CHROMIUM  # noqa: E402
-from test_views_report import EXPECTED_FIGURES, scan  # noqa: E402,F401  (module fixture)
-from test_views_samples import png_size  # noqa: E402
-
-from landscape import LandscapeError  # noqa: E402
-from landscape.cli import main  # noqa: E402
-from landscape.views import ExportOptions, export_results, figures, paper_figure  # noqa: E402
-from landscape.views.export import file_stem, parse_formats  # noqa: E402
+from landscape import LandscapeError
+from landscape.cli import main
+from landscape.views import ExportOptions, export_results, figures, paper_figure
+from landscape.views.export import file_stem, parse_formats
+from tests.test_views_browser import CHROMIUM
+from tests.test_views_report import EXPECTED_FIGURES, scan  # noqa: F401  (module fixture)
+from tests.test_views_samples import png_size
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -11,13 +10,11 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_views_samples import copy_without, write_real_scan  # noqa: E402
-
-from landscape import LandscapeError  # noqa: E402
-from landscape.cli import main  # noqa: E402
-from landscape.views import figures, load_report, panels, tables, write_report  # noqa: E402
-from landscape.views.text import plot_safe_figure  # noqa: E402
+from landscape import LandscapeError
+from landscape.cli import main
+from landscape.views import figures, load_report, panels, tables, write_report
+from landscape.views.text import plot_safe_figure
+from tests.test_views_samples import copy_without, write_real_scan
 
 EXPECTED_FIGURES = {
     "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "curves/loss", "curves/accuracy",
