@@ -111,11 +111,21 @@ def test_report_renders_every_plot_without_errors(browser, scan, tmp_path):
     assert contour.evaluate("d => d.calcdata[0][0].z[2][7]") == pytest.approx(loss[7, 2], rel=1e-12)
     before = contour.evaluate("d => d.calcdata[0][0].z[5][5]")
     contour.locator(".updatemenu-header-group").click()
-    page.locator(".updatemenu-dropdown-button", has_text="train loss (log10)").first.click()
+    contour.locator(".updatemenu-dropdown-button", has_text="train loss (log10)").first.click()
     page.wait_for_function("v => document.querySelector('.lsplot[data-key=\"surfaces/2d/contour\"]')"
                            ".calcdata[0][0].z[5][5] !== v", arg=before, timeout=10_000)
     after = contour.evaluate("d => d.calcdata[0][0].z[5][5]")
     assert after == pytest.approx(np.log10(before), rel=1e-12)
+
+    surface = page.locator('.lsplot[data-key="surfaces/2d/surface3d"]')
+    surface.locator(".updatemenu-header-group").click()
+    surface.locator(".updatemenu-dropdown-button", has_text="test loss (log10)").first.click()
+    page.wait_for_function("() => document.querySelector('.lsplot[data-key=\"surfaces/2d/surface3d\"]')"
+                           "._fullLayout.scene.zaxis.title.text === 'log10 loss'", timeout=10_000)
+    with h5py.File(scan) as f:
+        test_loss = f["surfaces/2d/test/loss"][()]
+    assert surface.evaluate("d => d._fullData[0].z[2][7]") == pytest.approx(np.log10(test_loss[7, 2]), rel=1e-12)
+    assert events["errors"] == []
 
     page.close()
 

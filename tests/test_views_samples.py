@@ -310,3 +310,17 @@ def test_markers_come_from_attributes_else_the_origin():
     assert [m.label for m in unlabelled] == ["checkpoint 0", "checkpoint 1"]
     assert [m.coords for m in surface_markers({}, 2, axes)] == [(0.0, 0.0)]
     assert surface_markers({}, 1, [np.linspace(0.5, 1.0, 3)]) == []  # origin outside the grid: no θ*
+
+
+def test_3d_menu_updates_surface_marker_and_axis_title_together():
+    x = y = np.linspace(-1, 1, 3)
+    grid = np.add.outer(x ** 2, y ** 2) + 1.0
+    axes = plots.GridAxes(x, y, "x", "y", [plots.Marker("θ*", (0.0, 0.0))])
+    variants = [plots.GridVariant("loss", grid, "loss"), plots.GridVariant("log", np.log10(grid), "log10 loss")]
+    button = plots.surface3d_figure("t", axes, variants).layout.updatemenus[0].buttons[1]
+    restyle, relayout, traces = button.args
+    assert button.method == "update" and list(traces) == [0, 1]
+    np.testing.assert_array_equal(restyle["z"][0], np.log10(grid).T)
+    lift = 0.02 * (np.log10(grid).max() - np.log10(grid).min())
+    assert restyle["z"][1] == [pytest.approx(np.log10(1.0) + lift)]
+    assert relayout == {"scene.zaxis.title.text": "log10 loss"}

@@ -81,10 +81,10 @@ def nearest_value(axes: GridAxes, values: np.ndarray, coords: Sequence[float]) -
     return float(values[i, j])
 
 
-def _variant_menu(variants: Sequence[GridVariant], restyle_for) -> list[dict]:
+def _variant_menu(variants: Sequence[GridVariant], args_for, method: str = "restyle") -> list[dict]:
     if len(variants) < 2:
         return []
-    buttons = [dict(label=v.label, method="restyle", args=restyle_for(v)) for v in variants]
+    buttons = [dict(label=v.label, method=method, args=args_for(v)) for v in variants]
     return [dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left",
                  y=1.0, yanchor="bottom", pad=dict(b=4))]
 
@@ -148,16 +148,18 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
                                    name="checkpoints", showlegend=False))
         traces = [0, 1]
 
-    def restyle(v: GridVariant) -> list:
+    def update(v: GridVariant) -> list:  # data and the z axis title change together
         z = [v.values.T] + ([marker_z(v)] if axes.markers else [])
-        return [{"z": z, "colorbar.title.text": v.colorbar_title}, traces]
+        return [{"z": z, "colorbar.title.text": v.colorbar_title}, {"scene.zaxis.title.text": v.colorbar_title},
+                traces]
 
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
                       scene=dict(xaxis_title=axes.x_title, yaxis_title=axes.y_title,
                                  zaxis_title=first.colorbar_title, aspectmode="manual",
                                  aspectratio=dict(x=1, y=1, z=0.7),
                                  camera=dict(eye=dict(x=1.2, y=-1.2, z=1.6))),  # high enough to see the minimum
-                      updatemenus=_variant_menu(variants, restyle), margin=dict(t=80, l=0, r=0, b=0))
+                      updatemenus=_variant_menu(variants, update, method="update"),
+                      margin=dict(t=80, l=0, r=0, b=0))
     return fig
 
 
