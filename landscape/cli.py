@@ -20,6 +20,7 @@ import torch
 from . import progress
 from .errors import LandscapeError
 from .noise.cli import add_noise_arguments, add_noise_scan_arguments, noise_steps_from_args, run_noise
+from .views.cli import VIEW_HELP, add_view_arguments, run_view
 
 EXAMPLES = """\
 examples:
@@ -223,7 +224,11 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     problem, provenance = problem_from_args(args, args.checkpoints[0])
     thetas = [problem.params]
     for path in args.checkpoints[1:]:
-        model, _ = build_model(load_checkpoint(path, trust=args.trust), args.model or provenance["model_spec"])
+        # a self-contained first checkpoint (pickled module, torch.export) records its format as
+        # its model spec: the others then load by their own contents, not by that name
+        self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
+        model, _ = build_model(load_checkpoint(path, trust=args.trust),
+                               args.model or (None if self_contained else provenance["model_spec"]))
         named = dict(model.named_parameters())
         missing = [n for n in problem.params if n not in named]
         if missing:
@@ -291,6 +296,7 @@ COMMANDS: list[Command] = [
      _add_interpolate, _run_interpolate),
     ("info", "print what a results file holds", _add_info, _run_info),
     ("noise", "gradient-noise covariance Σ, noise scales and their alignment with H", add_noise_arguments, run_noise),
+    ("view", VIEW_HELP, add_view_arguments, run_view),
 ]
 
 

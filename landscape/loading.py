@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import pickle
 import sys
 import zipfile
@@ -98,7 +99,8 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        # only a disallowed class/function is a trust question; anything else is a broken file
+        if "Unsupported global" in str(exc):
             raise LandscapeError(
                 f"checkpoint '{path}' contains pickled Python objects beyond tensors; loading it "
                 "could run code from the file. Pass --trust (trust=True) only if you trust its "
@@ -124,7 +126,15 @@ def _load_safetensors(path: Path, sha: str) -> Checkpoint:
             header = handle.metadata() or {}
     except Exception as exc:
         raise _unreadable(path, exc) from None
-    metadata = {k.removeprefix("landscape."): v for k, v in header.items() if k.startswith("landscape.")}
+    metadata: dict[str, Any] = {k.removeprefix("landscape."): v for k, v in header.items()
+                                if k.startswith("landscape.")}
+    for key in ("model_kwargs", "data_kwargs"):  # safetensors metadata are strings: kwargs are JSON
+        if key in metadata:
+            try:
+                metadata[key] = json.loads(metadata[key] or "{}")
+            except json.JSONDecodeError:
+                raise LandscapeError(f"checkpoint '{path}': metadata 'landscape.{key}' is not a JSON "
+                                     f"object ({metadata[key][:60]!r})") from None
     return Checkpoint(path, sha, "safetensors", state_dict=state, metadata=metadata)
 
 
