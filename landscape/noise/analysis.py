@@ -111,9 +111,9 @@ class NoiseResult:
             "eigenvalues": self.spectrum.eigenvalues.to(torch.float64),
             "eigenvalue_residuals": self.spectrum.residuals.to(torch.float64),
             "example_grad_norms": self.example_grad_norms.to(torch.float64),
-            "overlap": (h.overlap if h is not None and h.overlap is not None
-                        else torch.full((k,), nan, dtype=torch.float64)),
         }
+        if h is not None and h.overlap is not None:
+            arrays["overlap"] = h.overlap.to(torch.float64)
         if h is not None and h.eigen is not None:
             arrays["hessian_eigenvalues"] = h.eigen.eigenvalues.to(torch.float64)
             arrays["hessian_eigenvalue_residuals"] = h.eigen.residuals.to(torch.float64)
