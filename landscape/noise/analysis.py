@@ -160,7 +160,7 @@ def trace_h_sigma(problem: Problem, op: CovarianceOperator, spectrum: EigenResul
 def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
                       split: str = "train", hessian_eigen: EigenResult | None = None,
                       compute_eigen: bool = True, seed: int = 0, exact_max_examples: int = 128,
-                      num_probes: int = 32) -> HessianAlignment:
+                      num_probes: int = 32, show_progress: bool = False) -> HessianAlignment:
     """tr(HΣ), its isotropic reference, B_noise and the Σ/H top-k eigenspace overlap."""
     k = int(spectrum.eigenvalues.numel())
     tr_hs = trace_h_sigma(problem, op, spectrum, split=split, exact_max_examples=exact_max_examples,
@@ -170,7 +170,7 @@ def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenR
                             mean.to(torch.float64)))
     eigen = hessian_eigen
     if eigen is None and compute_eigen:
-        eigen = hessian_top_eigen(problem, k, split=split, seed=seed, tol=1e-5)
+        eigen = hessian_top_eigen(problem, k, split=split, seed=seed, tol=1e-5, show_progress=show_progress)
     tr_h = hessian_trace(problem, split=split, num_probes=num_probes, seed=seed + 1, deflate=eigen)
     overlap = subspace_overlap(spectrum.eigenvectors, eigen.eigenvectors.to(spectrum.eigenvectors.device)) \
         if eigen is not None else None
@@ -215,7 +215,7 @@ def gradient_noise(problem: Problem, *, examples: int | None = None, batch_size:
     if hessian:
         alignment = hessian_alignment(problem, op, spectrum, split=split, hessian_eigen=hessian_eigen,
                                       seed=seed, exact_max_examples=exact_max_examples,
-                                      num_probes=num_probes)
+                                      num_probes=num_probes, show_progress=show_progress)
     return NoiseResult(
         num_examples=grads.num_examples, dataset_size=dataset_size, batch_size=batch_size,
         split=split, seed=seed, method=grads.method, fallback_reason=grads.fallback_reason,

@@ -55,7 +55,7 @@ def hessian_vector_products(problem: Problem, vectors: Tensor, split: str = "tra
 
 
 def hessian_top_eigen(problem: Problem, k: int, *, split: str = "train", tol: float = 1e-6,
-                      max_steps: int | None = None, seed: int = 0) -> EigenResult:
+                      max_steps: int | None = None, seed: int = 0, show_progress: bool = False) -> EigenResult:
     """Top-k (largest algebraic) eigenpairs of H by Lanczos on :func:`hessian_vector_products`.
 
     Switch to the curvature engine's Lanczos once merged.
@@ -64,7 +64,8 @@ def hessian_top_eigen(problem: Problem, k: int, *, split: str = "train", tol: fl
     return lanczos_top(lambda v: hessian_vector_products(problem, v, split), dim, k,
                        device=problem.device, dtype=problem.dtype, tol=tol,
                        max_steps=max_steps, seed=seed,
-                       matmat=lambda vs: hessian_vector_products(problem, vs.T, split).T)
+                       matmat=lambda vs: hessian_vector_products(problem, vs.T, split).T,
+                       desc="Lanczos on H (HVPs)" if show_progress else None)
 
 
 @dataclass

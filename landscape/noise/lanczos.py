@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..progress import progress
+
 
 @dataclass
 class EigenResult:
@@ -32,7 +34,7 @@ class EigenResult:
 def lanczos_top(matvec: Callable[[Tensor], Tensor], dim: int, k: int, *, device: torch.device,
                 dtype: torch.dtype = torch.float64, tol: float = 1e-8, max_steps: int | None = None,
                 check_every: int = 5, seed: int = 0,
-                matmat: Callable[[Tensor], Tensor] | None = None) -> EigenResult:
+                matmat: Callable[[Tensor], Tensor] | None = None, desc: str | None = None) -> EigenResult:
     """The k largest (algebraic) eigenpairs of the symmetric operator ``matvec``.
 
     ``matvec`` takes and returns a vector of length ``dim`` in ``dtype``; the basis is kept in
@@ -40,7 +42,8 @@ def lanczos_top(matvec: Callable[[Tensor], Tensor], dim: int, k: int, *, device:
     residuals in one call. Exactly repeated eigenvalues are found once per copy only as
     rounding lets them in (a single-vector Krylov method); use a dense or Gram method when
     that matters. On CPU convergence is checked every step (no cost); on an accelerator
-    every ``check_every`` steps, the only host synchronizations.
+    every ``check_every`` steps, the only host synchronizations. ``desc`` shows a progress
+    bar (one tick per matvec, up to the step cap).
     """
     k = min(k, dim)
     steps_cap = min(dim, max_steps if max_steps is not None else max(4 * k + 40, 80))
@@ -55,7 +58,10 @@ def lanczos_top(matvec: Callable[[Tensor], Tensor], dim: int, k: int, *, device:
     converged = False
     m = 0
     beta = torch.zeros((), dtype=torch.float64, device=device)
+    bar = progress(steps_cap, desc, "mv") if desc else None
     for j in range(steps_cap):
+        if bar is not None:
+            bar.update(1)
         basis[j] = q
         w = matvec(q.to(dtype)).to(torch.float64)
         alpha = torch.dot(w, q)
@@ -79,6 +85,8 @@ def lanczos_top(matvec: Callable[[Tensor], Tensor], dim: int, k: int, *, device:
                 break
         # between checks (accelerators) a breakdown is not seen; the clamp keeps q finite
         q = w / beta.clamp_min(torch.finfo(torch.float64).tiny)
+    if bar is not None:
+        bar.close()
     if theta is None or s is None or s.shape[0] != m:
         theta, s = _tridiagonal_eigh(alphas, betas)
     top = torch.argsort(theta, descending=True)[:k]
