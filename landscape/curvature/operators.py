@@ -1,0 +1,366 @@
+"""Curvature operators: symmetric D×D matrices known only through matrix-vector products.
+
+Every operator here is the curvature of the *empirical risk* L(θ) = Σ_b (n_b/N)·ℓ_b(θ)
+(batch means weighted by batch size), at θ*, restricted to a subset of parameters
+chosen by ``fnmatch`` name patterns. Vectors are flat over the selected parameters in
+``problem.params`` order (the order of :func:`landscape.problem.flatten`).
+
+``matmat(V)`` with ``V`` of shape ``[D, m]`` makes ONE pass over the data for all ``m``
+columns: per batch, the forward pass and first backward are shared and the ``m``
+second-order products are batched with ``vmap``. Counters record HVPs (``num_matvecs``)
+and sweeps over the data (``num_data_passes``) so algorithms can report their cost.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vjp, vmap
+from torch.utils._pytree import tree_map
+
+from ..errors import LandscapeError
+from ..problem import Batch, Params, Problem
+
+HVPMode = Literal["auto", "reverse", "forward"]
+
+
+# ---------------------------------------------------------------------------- base
+class LinearOperator:
+    """A symmetric linear operator with ``matvec``/``matmat`` and cost counters."""
+
+    name = "linear"
+
+    def __init__(self, size: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.size = size
+        self.dtype = dtype
+        self.device = device
+        self.num_matvecs = 0
+        self.num_data_passes = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        """``A @ V`` for ``V`` of shape ``[D, m]`` (one data pass for all columns)."""
+        if vectors.ndim != 2 or vectors.shape[0] != self.size:
+            raise LandscapeError(f"{self.name} operator: expected vectors of shape [{self.size}, m], "
+                                 f"got {list(vectors.shape)}")
+        out = self._matmat(vectors.to(device=self.device, dtype=self.dtype))
+        self.num_matvecs += vectors.shape[1]
+        self.num_data_passes += 1
+        return out
+
+    def matvec(self, vector: Tensor) -> Tensor:
+        return self.matmat(vector.reshape(-1, 1))[:, 0]
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matvec(other) if other.ndim == 1 else self.matmat(other)
+
+    def reset_counters(self) -> None:
+        self.num_matvecs = 0
+        self.num_data_passes = 0
+
+    def describe(self) -> dict[str, Any]:
+        """Attributes worth storing next to results computed with this operator."""
+        return {"operator": self.name, "num_parameters": self.size}
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DenseOperator(LinearOperator):
+    """An explicit symmetric matrix (synthetic spectra in tests, small dense Hessians)."""
+
+    name = "dense"
+
+    def __init__(self, matrix: Tensor) -> None:
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+            raise LandscapeError(f"dense operator: expected a square matrix, got {list(matrix.shape)}")
+        super().__init__(matrix.shape[0], matrix.dtype, matrix.device)
+        self.matrix = matrix
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        return self.matrix @ vectors
+
+
+def as_operator(operator: LinearOperator | Tensor) -> LinearOperator:
+    return DenseOperator(operator) if isinstance(operator, Tensor) else operator
+
+
+def to_dense(operator: LinearOperator, chunk: int = 256) -> Tensor:
+    """Materialize ``operator`` by applying it to the identity, ``chunk`` columns per pass
+    (a test harness; symmetric by construction of the operators, not enforced)."""
+    eye = torch.eye(operator.size, dtype=operator.dtype, device=operator.device)
+    return torch.cat([operator.matmat(eye[:, i:i + chunk]) for i in range(0, operator.size, chunk)], dim=1)
+
+
+# ---------------------------------------------------------------------------- parameters
+def select_parameters(params: Mapping[str, Tensor], patterns: Sequence[str] | None) -> list[str]:
+    """Names of ``params`` (in order) matching any ``fnmatch`` pattern; all when None."""
+    if not params:
+        raise LandscapeError("the model has no trainable parameters: there is no curvature to compute")
+    if not patterns:
+        return list(params)
+    chosen = [n for n in params if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        names = ", ".join(list(params)[:6]) + (", ..." if len(params) > 6 else "")
+        raise LandscapeError(f"parameter patterns {list(patterns)} match no trainable parameter "
+                             f"(names: {names}); use fnmatch patterns such as '0.*' or '*.weight'")
+    return chosen
+
+
+def _split_columns(vectors: Tensor, like: Mapping[str, Tensor]) -> Params:
+    """``[D, m]`` → ``{name: [m, *shape]}`` (views where possible)."""
+    rows = vectors.T
+    out, offset = {}, 0
+    for name, ref in like.items():
+        n = ref.numel()
+        out[name] = rows[:, offset:offset + n].reshape(rows.shape[0], *ref.shape)
+        offset += n
+    return out
+
+
+def _join_columns(parts: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+    """``{name: [m, *shape]}`` → ``[D, m]``."""
+    return torch.cat([parts[n].reshape(parts[n].shape[0], -1) for n in names], dim=1).T
+
+
+# ---------------------------------------------------------------------------- problem-based
+class ProblemOperator(LinearOperator):
+    """Common machinery: selected parameters, split, per-batch weighting, column chunks."""
+
+    def __init__(self, problem: Problem, *, split: str = "train",
+                 param_patterns: Sequence[str] | None = None, max_columns: int | None = None) -> None:
+        self.problem = problem
+        self.split = split
+        self.param_patterns = list(param_patterns or [])
+        self.names = select_parameters(problem.params, self.param_patterns)
+        self.selected = {n: problem.params[n] for n in self.names}
+        self.batches = problem.batches(split)
+        self.num_examples = sum(b.size for b in self.batches)
+        super().__init__(sum(p.numel() for p in self.selected.values()), problem.dtype, problem.device)
+        self.max_columns = max_columns or self._default_max_columns()
+        self._vmap_ok: bool | None = None
+
+    def _default_max_columns(self) -> int:
+        # one point of the forward pass costs ~1 unit; an HVP column ~3 (forward, two backwards)
+        per_pass = self.problem.points_per_pass()
+        return max(1, min(64, per_pass // 3 if per_pass >= 3 else 1))
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "split": self.split, "param_patterns": self.param_patterns,
+                "parameter_names": self.names, "bn_policy_used": "eval (running statistics fixed)",
+                "dropout": "off (model evaluated in eval mode)"}
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        total = torch.zeros_like(vectors)
+        for batch in self.batches:
+            weight = batch.size / self.num_examples
+            for start in range(0, vectors.shape[1], self.max_columns):
+                cols = vectors[:, start:start + self.max_columns]
+                block = _split_columns(cols, self.selected)
+                total[:, start:start + cols.shape[1]] += weight * _join_columns(
+                    self._batch_products(batch, block), self.names)
+        return total
+
+    def _batch_products(self, batch: Batch, block: Params) -> Params:
+        raise NotImplementedError
+
+    def _vmapped(self, fn: Callable[[Params], Params], block: Params) -> Params:
+        """``fn`` applied to every column of ``block`` with vmap, or one by one where a layer
+        or loss has no batching rule (learned once per operator)."""
+        if self._vmap_ok is not False:
+            try:
+                out = vmap(fn)(block)
+                self._vmap_ok = True
+                return out
+            except Exception:
+                if self._vmap_ok:
+                    raise
+                self._vmap_ok = False
+        m = next(iter(block.values())).shape[0]
+        rows = [fn({n: v[i] for n, v in block.items()}) for i in range(m)]
+        return {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
+
+
+class HessianOperator(ProblemOperator):
+    """∇²L(θ*) over the selected parameters.
+
+    ``hvp_mode``: 'reverse' (reverse-over-reverse: one forward and backward per batch, the
+    second backward vmapped over columns), 'forward' (forward-over-reverse: ``jvp`` of the
+    gradient, vmapped) or 'auto' (time both on the first batch and keep the faster; models
+    without forward-mode AD, e.g. some RNN kernels, fall back to 'reverse').
+    """
+
+    name = "hessian"
+
+    def __init__(self, problem: Problem, *, split: str = "train",
+                 param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
+                 max_columns: int | None = None) -> None:
+        super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
+        if hvp_mode not in ("auto", "reverse", "forward"):
+            raise LandscapeError(f"hvp_mode must be auto, reverse or forward, got {hvp_mode!r}")
+        self.requested_mode = hvp_mode
+        self.hvp_mode: str = hvp_mode
+        self.mode_timings: dict[str, float] = {}
+        self.mode_note = ""
+        if hvp_mode == "auto":
+            self.hvp_mode = self._pick_mode()
+        elif hvp_mode == "forward" and not self._mode_works("forward"):
+            self.hvp_mode = "reverse"
+            self.mode_note = "forward-mode AD not implemented for this model; used reverse"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "hvp_mode": self.hvp_mode, "hvp_mode_requested": self.requested_mode,
+                "hvp_mode_note": self.mode_note}
+
+    def _loss_of(self, batch: Batch) -> Callable[[Params], Tensor]:
+        return lambda p: self.problem.batch_loss(p, batch)
+
+    def _batch_products(self, batch: Batch, block: Params) -> Params:
+        return batch_hvp(self._loss_of(batch), self.selected, block, self.hvp_mode, self._vmapped)
+
+    def _mode_works(self, mode: str) -> bool:
+        probe = {n: torch.ones_like(p).unsqueeze(0) for n, p in self.selected.items()}
+        try:
+            batch_hvp(self._loss_of(self.batches[0]), self.selected, probe, mode, self._vmapped)
+            return True
+        except Exception:
+            return False
+
+    def _pick_mode(self) -> str:
+        """Time both modes on the first batch with a small block; keep the faster."""
+        batch = self.batches[0]
+        m = min(self.max_columns, 4)
+        gen = torch.Generator().manual_seed(0)
+        block = {n: torch.randn((m, *p.shape), generator=gen, dtype=torch.float64).to(p)
+                 for n, p in self.selected.items()}
+        for mode in ("reverse", "forward"):
+            try:
+                batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)  # warm-up
+                _sync(self.device)
+                start = time.perf_counter()
+                for _ in range(2):
+                    batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
+                _sync(self.device)
+                self.mode_timings[mode] = (time.perf_counter() - start) / 2
+            except Exception as exc:
+                if mode == "reverse":
+                    raise LandscapeError(f"cannot compute Hessian-vector products for this model "
+                                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                                         "its layers must support torch.func.grad/vjp") from None
+                self.mode_note = f"forward-mode AD unavailable ({type(exc).__name__}); used reverse"
+        return min(self.mode_timings, key=self.mode_timings.__getitem__)
+
+
+def batch_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params, mode: str,
+              vmapped: Callable[[Callable[[Params], Params], Params], Params]) -> Params:
+    """Hessian of ``loss_of`` at ``at`` times each column of ``block`` (``{name: [m, *shape]}``)."""
+    gradient = grad(loss_of)
+    if mode == "reverse":
+        _, pullback = vjp(gradient, at)
+        return vmapped(lambda v: pullback(v)[0], block)
+    return vmapped(lambda v: jvp(gradient, (at,), (v,))[1], block)
+
+
+class GGNOperator(ProblemOperator):
+    """Generalized Gauss-Newton Σ_b (n_b/N)·J_bᵀ ∇²_z ℓ_b(z) J_b, z the model output.
+
+    J v uses forward mode (``jvp``), or the double-vjp trick where forward mode is missing.
+    """
+
+    name = "ggn"
+
+    def __init__(self, problem: Problem, **kwargs: Any) -> None:
+        super().__init__(problem, **kwargs)
+        self._forward_ok: bool | None = None
+
+    def _batch_products(self, batch: Batch, block: Params) -> Params:
+        problem, target = self.problem, batch.target
+        model_out = lambda p: problem.forward(p, batch.inputs)  # noqa: E731
+        output, pullback = vjp(model_out, self.selected)
+        _, loss_pullback = vjp(grad(lambda z: problem.loss_fn(z, target)), output)
+
+        def jacobian_product(v: Params) -> Any:
+            if self._forward_ok is not False:
+                try:
+                    result = jvp(model_out, (self.selected,), (v,))[1]
+                    self._forward_ok = True
+                    return result
+                except Exception:
+                    if self._forward_ok:
+                        raise
+                    self._forward_ok = False
+            # pullback is linear in the cotangent u; its vjp at any u applies J
+            zero = tree_map(torch.zeros_like, output)
+            return vjp(lambda u: pullback(u)[0], zero)[1](v)[0]
+
+        return self._vmapped(lambda v: pullback(loss_pullback(jacobian_product(v))[0])[0], block)
+
+
+class EmpiricalFisherOperator(ProblemOperator):
+    """Empirical Fisher (1/N) Σ_i g_i g_iᵀ, g_i the gradient of example i's loss at θ*.
+
+    Per-example gradients come from ``vmap(grad)`` over examples (exact, no sampling),
+    ``examples_per_chunk`` at a time to bound memory (default from the memory budget).
+    Example i's loss is the user's loss on a batch holding only that example.
+    """
+
+    name = "empirical_fisher"
+
+    def __init__(self, problem: Problem, *, examples_per_chunk: int | None = None, **kwargs: Any) -> None:
+        super().__init__(problem, **kwargs)
+        bytes_per_grad = self.size * torch.tensor([], dtype=self.dtype).element_size()
+        self.examples_per_chunk = examples_per_chunk or max(
+            1, min(1024, problem.memory_budget_bytes // (4 * bytes_per_grad)))
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        total = torch.zeros_like(vectors)
+        for batch in self.batches:
+            for start in range(0, batch.size, self.examples_per_chunk):
+                grads = self.per_example_gradients(batch.slice(start, start + self.examples_per_chunk))
+                total += grads.T @ (grads @ vectors)
+        return total / self.num_examples
+
+    def per_example_gradients(self, batch: Batch) -> Tensor:
+        """``[n, D]`` gradients of each example's loss over the selected parameters."""
+        problem = self.problem
+
+        def example_loss(p: Params, inputs: Any, target: Tensor) -> Tensor:
+            one = tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, inputs)
+            return problem.loss_fn(problem.forward(p, one), target.unsqueeze(0))
+
+        try:
+            grads = vmap(grad(example_loss), in_dims=(None, 0, 0))(self.selected, batch.inputs, batch.target)
+        except Exception:
+            rows = [grad(example_loss)(self.selected, tree_map(lambda t: t[i], batch.inputs), batch.target[i])
+                    for i in range(batch.size)]
+            grads = {n: torch.stack([r[n] for r in rows]) for n in self.names}
+        return _join_columns(grads, self.names).T
+
+
+OPERATORS: dict[str, type[ProblemOperator]] = {
+    "hessian": HessianOperator,
+    "ggn": GGNOperator,
+    "empirical_fisher": EmpiricalFisherOperator,
+}
+
+
+def make_operator(problem: Problem, kind: str = "hessian", **kwargs: Any) -> ProblemOperator:
+    """An operator by name: 'hessian', 'ggn' or 'empirical_fisher'."""
+    if kind not in OPERATORS:
+        raise LandscapeError(f"unknown curvature operator {kind!r}; choose one of {', '.join(OPERATORS)}")
+    if kind != "hessian":
+        kwargs.pop("hvp_mode", None)
+    return OPERATORS[kind](problem, **kwargs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
