@@ -264,6 +264,8 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+from .curvature import cli as _curvature_cli  # noqa: E402  (needs the helpers above)
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: list[Command] = [
@@ -272,6 +274,7 @@ COMMANDS: list[Command] = [
     ("interpolate", "loss along the line between two checkpoints or the plane through three",
      _add_interpolate, _run_interpolate),
     ("info", "print what a results file holds", _add_info, _run_info),
+    ("hessian", _curvature_cli.HELP, _curvature_cli.add_arguments, _curvature_cli.run),
 ]
 
 
