@@ -13,8 +13,9 @@ the projected matrix T = QᵀAQ in float64:
   continue from F, which keeps the Krylov structure (no information about wanted
   directions is thrown away, unlike a fixed-length run).
 
-A pair is converged when ‖Ay − θy‖ ≤ tol·max(|θ|, floor), floor = 10·eps(dtype)·‖A‖ (so
-an exactly-zero eigenvalue can converge; ‖A‖ estimated by the largest |Ritz value|).
+A pair is converged when ‖Ay − θy‖ ≤ max(tol·|θ|, 50·eps(dtype)·‖A‖): relative, down to
+the rounding floor of the operator's dtype (so an exactly-zero eigenvalue can converge;
+‖A‖ is estimated by the largest |Ritz value|).
 Breakdown (an invariant subspace: B rank-deficient) needs no branch: Householder QR
 completes F to an orthonormal block, reorthogonalized against Q, and the vanishing B
 decouples it in T. Blocks of size ≥ the multiplicity find repeated eigenvalues; a single
@@ -126,7 +127,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     curvature), 'LM' largest magnitude. ``tol``: relative Ritz residual (default 1e-6 for
     float64 operators, 1e-4 for float32). ``block_size``: vectors per ``matmat`` (one data
     pass each; use ≥ the expected multiplicity of the top eigenvalue). ``max_basis``:
-    basis vectors kept (memory D·max_basis·8 bytes; default max(3k, 20) + block).
+    basis vectors kept (memory D·max_basis·8 bytes; default max(3k, 20, 8·block) + block).
     ``max_matvecs``: budget (default 40·max_basis); when spent, unconverged pairs are
     returned with ``converged`` False. Deterministic for a given ``seed``.
     """
@@ -143,7 +144,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     if not tol > 0:
         raise LandscapeError(f"lanczos: tol must be positive, got {tol}")
     block = min(block_size, size)
-    basis_size = min(size, max_basis or max(3 * k, 20) + block)
+    basis_size = min(size, max_basis or max(3 * k, 20, 8 * block) + block)
     if basis_size < min(size, k + block):
         raise LandscapeError(f"lanczos: max_basis={max_basis} is too small for k={k} and "
                              f"block_size={block}; use at least {k + block}")
@@ -152,7 +153,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
         check_every = 1 if op.device.type == "cpu" else max(1, (basis_size - k) // (2 * block))
     keep = k + (basis_size - k - block) // 2  # Ritz vectors kept at a restart
     device = op.device
-    floor_scale = 10 * torch.finfo(op.dtype).eps
+    floor_scale = 50 * torch.finfo(op.dtype).eps
     passes_before, matvecs_before = op.num_data_passes, op.num_matvecs
 
     basis = torch.zeros(size, basis_size, dtype=basis_dtype, device=device)
@@ -190,8 +191,8 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
                 norms = (coupling.to(torch.float64).cpu() @ last).norm(dim=0)
             wanted = order[:k]
             scale = ritz_values.abs().max()
-            bound = tol * torch.clamp(ritz_values[wanted].abs(), min=floor_scale * float(scale))
-            done = bool((norms[wanted] <= bound).all())
+            bound = torch.clamp(tol * ritz_values[wanted].abs(), min=floor_scale * float(scale))
+            done = filled >= k and bool((norms[wanted] <= bound).all())
             if done or exhausted or spent:
                 return _result(op, basis, filled, ritz_values, ritz_coeffs, norms, wanted, bound,
                                which, tol, block, basis_size, seed, restarts, return_eigenvectors,
