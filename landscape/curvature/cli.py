@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "(≥ 2 finds repeated eigenvalues and needs fewer passes; 1 needs fewest HVPs)")
     c.add_argument("--max-basis", type=int, help="Lanczos basis size (default max(3K, 20) + block)")
     c.add_argument("--max-matvecs", type=int, help="HVP budget per eigenproblem (default 40 × basis)")
-    c.add_argument("--hvp-mode", choices=["auto", "reverse", "forward"], default="auto",
-                   help="reverse-over-reverse or forward-over-reverse HVPs (auto: time both)")
+    c.add_argument("--hvp-mode", choices=["auto", "reverse", "forward", "autograd"], default="auto",
+                   help="HVPs by torch.func reverse-over-reverse, forward-over-reverse, or autograd "
+                   "double backward (auto: time them on the first batch and keep the fastest)")
     c.add_argument("--trace-method", choices=["hutch++", "hutchinson"], default="hutch++")
     c.add_argument("--trace-probes", type=int, default=30, help="operator products for the trace")
     c.add_argument("--density-probes", type=int, default=4, help="random probes for the density")

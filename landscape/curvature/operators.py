@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_map
 from ..errors import LandscapeError
 from ..problem import Batch, Params, Problem
 
-HVPMode = Literal["auto", "reverse", "forward"]
+HVPMode = Literal["auto", "reverse", "forward", "autograd"]
 
 
 # ---------------------------------------------------------------------------- base
@@ -192,29 +192,45 @@ class ProblemOperator(LinearOperator):
 class HessianOperator(ProblemOperator):
     """∇²L(θ*) over the selected parameters.
 
-    ``hvp_mode``: 'reverse' (reverse-over-reverse: one forward and backward per batch, the
-    second backward vmapped over columns), 'forward' (forward-over-reverse: ``jvp`` of the
-    gradient, vmapped) or 'auto' (time both on the first batch and keep the faster; models
-    without forward-mode AD, e.g. some RNN kernels, fall back to 'reverse').
+    ``hvp_mode``:
+      * 'reverse' — reverse-over-reverse with torch.func: ``vjp`` of ``grad``; one forward and
+        first backward per batch, the second backward vmapped over the columns;
+      * 'forward' — forward-over-reverse with torch.func: ``jvp`` of ``grad``, vmapped;
+      * 'autograd' — reverse-over-reverse through the autograd engine (``create_graph``
+        double backward, columns batched with ``is_grads_batched``): the same math without
+        torch.func's per-operation overhead, which dominates on small models;
+      * 'auto' — time the modes on the first batch, separately for one column and for a
+        block, and use the faster for each (models without forward-mode AD, e.g. some RNN
+        kernels, or without vmap rules simply lose those candidates).
     """
 
     name = "hessian"
+    MODES = ("reverse", "forward", "autograd")
 
     def __init__(self, problem: Problem, *, split: str = "train",
                  param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
                  max_columns: int | None = None) -> None:
         super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
-        if hvp_mode not in ("auto", "reverse", "forward"):
-            raise LandscapeError(f"hvp_mode must be auto, reverse or forward, got {hvp_mode!r}")
+        if hvp_mode not in ("auto", *self.MODES):
+            raise LandscapeError(f"hvp_mode must be auto, reverse, forward or autograd, got {hvp_mode!r}")
         self.requested_mode = hvp_mode
-        self.hvp_mode: str = hvp_mode
         self.mode_timings: dict[str, float] = {}
         self.mode_note = ""
         if hvp_mode == "auto":
-            self.hvp_mode = self._pick_mode()
-        elif hvp_mode == "forward" and not self._mode_works("forward"):
-            self.hvp_mode = "reverse"
-            self.mode_note = "forward-mode AD not implemented for this model; used reverse"
+            self.single_mode, self.block_mode = self._pick_modes()
+        else:
+            mode = hvp_mode
+            if not self._mode_works(mode):
+                self.mode_note = f"{mode} HVPs failed for this model (e.g. no forward-mode AD); used reverse"
+                mode = "reverse"
+            self.single_mode = self.block_mode = mode
+
+    @property
+    def hvp_mode(self) -> str:
+        """The mode used for one column (and for blocks, when it differs)."""
+        if self.block_mode == self.single_mode:
+            return self.single_mode
+        return f"{self.single_mode} (blocks: {self.block_mode})"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "hvp_mode": self.hvp_mode, "hvp_mode_requested": self.requested_mode,
@@ -224,7 +240,9 @@ class HessianOperator(ProblemOperator):
         return lambda p: self.problem.batch_loss(p, batch)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
-        return batch_hvp(self._loss_of(batch), self.selected, block, self.hvp_mode, self._vmapped)
+        width = next(iter(block.values())).shape[0]
+        mode = self.single_mode if width == 1 else self.block_mode
+        return batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
 
     def _mode_works(self, mode: str) -> bool:
         probe = {n: torch.ones_like(p).unsqueeze(0) for n, p in self.selected.items()}
@@ -234,39 +252,88 @@ class HessianOperator(ProblemOperator):
         except Exception:
             return False
 
-    def _pick_mode(self) -> str:
-        """Time both modes on the first batch with a small block; keep the faster."""
+    def _pick_modes(self) -> tuple[str, str]:
+        """Time every mode on the first batch with 1 column and with a small block."""
         batch = self.batches[0]
-        m = min(self.max_columns, 4)
         gen = torch.Generator().manual_seed(0)
-        block = {n: torch.randn((m, *p.shape), generator=gen, dtype=torch.float64).to(p)
-                 for n, p in self.selected.items()}
-        for mode in ("reverse", "forward"):
+        widths = sorted({1, min(self.max_columns, 4)})
+        timings: dict[tuple[str, int], float] = {}
+        failures = []
+        for mode in self.MODES:
             try:
-                batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)  # warm-up
-                _sync(self.device)
-                start = time.perf_counter()
-                for _ in range(2):
-                    batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
-                _sync(self.device)
-                self.mode_timings[mode] = (time.perf_counter() - start) / 2
+                for width in widths:
+                    block = {n: torch.randn((width, *p.shape), generator=gen, dtype=torch.float64).to(p)
+                             for n, p in self.selected.items()}
+                    run = lambda: batch_hvp(self._loss_of(batch), self.selected, block, mode,  # noqa: E731
+                                            self._vmapped)
+                    run()  # warm-up
+                    timings[(mode, width)] = _best_seconds(run, self.device)
             except Exception as exc:
-                if mode == "reverse":
-                    raise LandscapeError(f"cannot compute Hessian-vector products for this model "
-                                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                                         "its layers must support torch.func.grad/vjp") from None
-                self.mode_note = f"forward-mode AD unavailable ({type(exc).__name__}); used reverse"
-        return min(self.mode_timings, key=self.mode_timings.__getitem__)
+                failures.append(f"{mode} unavailable ({type(exc).__name__})")
+                timings = {key: t for key, t in timings.items() if key[0] != mode}
+        if not timings:
+            raise LandscapeError(f"cannot compute Hessian-vector products for this model ({'; '.join(failures)}); "
+                                 "its layers and loss must support torch.func.grad/vjp or double backward")
+        self.mode_timings = {f"{mode}/{width}": t for (mode, width), t in timings.items()}
+        self.mode_note = "; ".join(failures)
+        best = {w: min((t, m) for (m, width), t in timings.items() if width == w)[1] for w in widths}
+        return best[1], best[widths[-1]]
+
+
+def _best_seconds(run: Callable[[], Any], device: torch.device, repeats: int = 5) -> float:
+    """Fastest of ``repeats`` runs: other load on the machine only ever adds time."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def batch_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params, mode: str,
               vmapped: Callable[[Callable[[Params], Params], Params], Params]) -> Params:
     """Hessian of ``loss_of`` at ``at`` times each column of ``block`` (``{name: [m, *shape]}``)."""
+    if mode == "autograd":
+        return _autograd_hvp(loss_of, at, block)
     gradient = grad(loss_of)
     if mode == "reverse":
         _, pullback = vjp(gradient, at)
         return vmapped(lambda v: pullback(v)[0], block)
     return vmapped(lambda v: jvp(gradient, (at,), (v,))[1], block)
+
+
+def _autograd_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params) -> Params:
+    """Double backward through the autograd engine (the user's model is never touched: the
+    leaves are fresh detached copies of θ*)."""
+    names = list(at)
+    leaves = [at[n].detach().requires_grad_(True) for n in names]
+    width = next(iter(block.values())).shape[0]
+    with torch.enable_grad():
+        loss = loss_of(dict(zip(names, leaves)))
+        grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+        # gradients that are constant in θ (or absent) contribute zero curvature
+        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+        outputs = [grads[i] for i in live]
+        zeros = {n: torch.zeros_like(block[n]) for n in names}
+        if not live:
+            return zeros
+        if width == 1:
+            out = torch.autograd.grad(outputs, leaves, [block[names[i]][0] for i in live], allow_unused=True)
+            return {n: _zero_if_none(o, at[n]).unsqueeze(0) for n, o in zip(names, out)}
+        try:
+            out = torch.autograd.grad(outputs, leaves, [block[names[i]] for i in live], retain_graph=True,
+                                      allow_unused=True, is_grads_batched=True)
+            return {n: _zero_if_none(o, block[n]) for n, o in zip(names, out)}
+        except Exception:  # no batching rule somewhere in the double backward: one by one
+            rows = [torch.autograd.grad(outputs, leaves, [block[names[i]][c] for i in live],
+                                        retain_graph=True, allow_unused=True) for c in range(width)]
+            return {n: torch.stack([_zero_if_none(r[j], at[n]) for r in rows]) for j, n in enumerate(names)}
+
+
+def _zero_if_none(value: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if value is None else value.detach()
 
 
 class GGNOperator(ProblemOperator):
