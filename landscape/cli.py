@@ -164,6 +164,8 @@ def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
 
     problem, provenance = problem_from_args(args)
     steps, options = _surface_steps(args, problem, dims)
+    if dims == [1, 2]:  # the full scan: curvature defaults too (top-5 eigenvalues, trace)
+        steps.append(_curvature_cli.default_scan_step(args))
     out = output_path(args, args.checkpoint)
     path = run_scan(problem, out, steps, base_settings(problem, provenance, **options),
                     resume=args.resume, overwrite=args.overwrite)

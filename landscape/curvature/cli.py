@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
 
+def default_scan_step(args: argparse.Namespace):
+    """The curvature part of ``landscape scan``: top-5 eigenvalues and the trace."""
+    from .step import hessian_step
+
+    return hessian_step(top=5, bottom=0, trace=True, density=False, seed=args.seed)
+
+
 def config_from_args(args: argparse.Namespace) -> CurvatureConfig:
     return CurvatureConfig(
         top=args.top, bottom=args.bottom, trace=args.trace, density=args.density, operator=args.operator,
