@@ -101,6 +101,7 @@ def test_breakdown_on_low_rank_and_zero_operators() -> None:
         assert torch.allclose(result.eigenvalues, expected(values, 5, "LA"), rtol=1e-8, atol=1e-12)
     zero = lanczos(torch.zeros(20, 20, dtype=torch.float64), 2, "LA")
     assert zero.all_converged and torch.equal(zero.eigenvalues, torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(zero.residuals, torch.zeros(2, dtype=torch.float64))
 
 
 def test_whole_space_and_bad_k() -> None:

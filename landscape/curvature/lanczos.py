@@ -226,7 +226,7 @@ def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coef
         vectors = vectors * torch.where(peaks < 0, -1.0, 1.0).to(vectors.dtype)
     return EigenResult(
         eigenvalues=eigenvalues,
-        residuals=residual_norms / eigenvalues.abs(),
+        residuals=_relative(residual_norms, eigenvalues),
         residual_norms=residual_norms,
         converged=residual_norms <= bound,
         eigenvectors=vectors,
@@ -235,3 +235,10 @@ def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coef
         num_restarts=restarts,
         which=which, tol=tol, block_size=block, basis_size=basis_size, seed=seed,
     )
+
+
+def _relative(norms: Tensor, values: Tensor) -> Tensor:
+    """‖r‖/|θ|, with 0 for an exact zero pair (‖r‖ = θ = 0) instead of NaN."""
+    magnitude = values.abs()
+    return torch.where(magnitude > 0, norms / magnitude.clamp(min=torch.finfo(torch.float64).tiny),
+                       torch.where(norms > 0, torch.inf, 0.0))
