@@ -180,7 +180,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
         if not exhausted:
             next_block, coupling = _orthonormal_next(remainder, q)
         full = exhausted or filled + min(block, size - filled) > basis_size
-        spent = op.num_matvecs - matvecs_before >= max_matvecs
+        spent = filled >= k and op.num_matvecs - matvecs_before >= max_matvecs
         if full or spent or steps % check_every == 0:
             ritz_values, ritz_coeffs = torch.linalg.eigh(projected[:filled, :filled].cpu())
             order = _order(ritz_values, which)
