@@ -43,6 +43,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="SPEC", help="data: .pt/.npz file of x,y (or x_train,y_train,"
                    "x_test,y_test) arrays, or a factory spec returning batches or {'train','test'}")
     g.add_argument("--loss", metavar="NAME", help="cross_entropy, mse, nll, bce_with_logits or module:callable")
+    g.add_argument("--metric", action="append", default=[], metavar="NAME=SPEC",
+                   help="extra metric f(output, target) -> scalar mean, as name=module:callable "
+                   "(repeatable); evaluated wherever the loss is")
     g.add_argument("--trust", action="store_true", help="allow pickled Python objects in the checkpoint "
                    "(runs code from the file: only for files you trust)")
     g.add_argument("--batch-size", type=int, metavar="B", help="batch size for evaluation passes")
@@ -72,8 +75,20 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None):
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
         bn_policy=args.bn, batch_size=args.batch_size, max_batches=args.max_batches,
-        max_examples=args.max_examples)
+        max_examples=args.max_examples, metrics=metrics_from_args(args))
     return problem, provenance.as_attrs()
+
+
+def metrics_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from .loading import resolve_callable
+
+    metrics = {}
+    for item in args.metric:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.isidentifier() or name in ("loss", "accuracy"):
+            raise LandscapeError(f"--metric takes NAME=module:callable with a new identifier NAME, got {item!r}")
+        metrics[name] = resolve_callable(spec, f"metric '{name}'")
+    return metrics
 
 
 def output_path(args: argparse.Namespace, checkpoint: str) -> Path:
@@ -155,7 +170,7 @@ def _surface_steps(args: argparse.Namespace, problem: Any, dims: list[int]) -> t
         spec = SurfaceSpec(f"{ndim}d", [f"d{k}" for k in range(ndim)], axes_from_args(args, ndim), splits)
         steps.append(surface_step(spec))
     settings = {"seed": args.seed, "normalization": args.normalization, "include_1d": args.include_1d,
-                "orthogonal": args.orthogonal}
+                "orthogonal": args.orthogonal, "metric_specs": list(args.metric)}
     return steps, settings
 
 
@@ -207,7 +222,11 @@ def _run_interpolate(args: argparse.Namespace) -> int:
     problem, provenance = problem_from_args(args, args.checkpoints[0])
     thetas = [problem.params]
     for path in args.checkpoints[1:]:
-        model, _ = build_model(load_checkpoint(path, trust=args.trust), args.model or provenance["model_spec"])
+        # a self-contained first checkpoint (pickled module, torch.export) records its format as
+        # its model spec: the others then load by their own contents, not by that name
+        self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
+        model, _ = build_model(load_checkpoint(path, trust=args.trust),
+                               args.model or (None if self_contained else provenance["model_spec"]))
         named = dict(model.named_parameters())
         missing = [n for n in problem.params if n not in named]
         if missing:

@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import pickle
 import sys
 import zipfile
@@ -98,7 +99,8 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only" in str(exc):
+        # only a disallowed class/function is a trust question; anything else is a broken file
+        if "Unsupported global" in str(exc):
             raise LandscapeError(
                 f"checkpoint '{path}' contains pickled Python objects beyond tensors; loading it "
                 "could run code from the file. Pass --trust (trust=True) only if you trust its "
@@ -124,7 +126,15 @@ def _load_safetensors(path: Path, sha: str) -> Checkpoint:
             header = handle.metadata() or {}
     except Exception as exc:
         raise _unreadable(path, exc) from None
-    metadata = {k.removeprefix("landscape."): v for k, v in header.items() if k.startswith("landscape.")}
+    metadata: dict[str, Any] = {k.removeprefix("landscape."): v for k, v in header.items()
+                                if k.startswith("landscape.")}
+    for key in ("model_kwargs", "data_kwargs"):  # safetensors metadata are strings: kwargs are JSON
+        if key in metadata:
+            try:
+                metadata[key] = json.loads(metadata[key] or "{}")
+            except json.JSONDecodeError:
+                raise LandscapeError(f"checkpoint '{path}': metadata 'landscape.{key}' is not a JSON "
+                                     f"object ({metadata[key][:60]!r})") from None
     return Checkpoint(path, sha, "safetensors", state_dict=state, metadata=metadata)
 
 
@@ -226,6 +236,10 @@ def build_model(checkpoint: Checkpoint, model_spec: str | None = None,
                 model_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, str]:
     """The model with the checkpoint's weights, and the spec that built it."""
     if checkpoint.module is not None and model_spec is None:
+        if isinstance(checkpoint.module, torch.jit.ScriptModule):
+            raise LandscapeError(f"checkpoint '{checkpoint.path}' is TorchScript, which cannot be "
+                                 "evaluated at other weights (torch.func does not support it): pass "
+                                 "--model package.module:factory to load its weights into the Python model")
         return checkpoint.module, checkpoint.format
     spec = model_spec or checkpoint.metadata.get("model")
     if not spec:
@@ -366,7 +380,8 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
                  loss: str | None = None, trust: bool = False, device: str | None = None,
                  dtype: torch.dtype | None = None, bn_policy: BNPolicy = "eval",
                  batch_size: int | None = None, max_batches: int | None = None,
-                 max_examples: int | None = None) -> tuple[Problem, Provenance]:
+                 max_examples: int | None = None,
+                 metrics: Mapping[str, Callable[..., Any]] | None = None) -> tuple[Problem, Provenance]:
     """Checkpoint + specs → Problem, with the provenance to record."""
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
     net, model_spec = build_model(checkpoint, model)
@@ -383,7 +398,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     splits = load_data(data_spec, batch_size=batch_size or 256, kwargs=data_kwargs)
     loss_fn, loss_name = resolve_loss(loss or meta.get("loss"))
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
-                             max_batches=max_batches, max_examples=max_examples)
+                             max_batches=max_batches, max_examples=max_examples, metrics=metrics)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust)
     return problem, provenance

@@ -165,6 +165,9 @@ class Problem:
         """
         if not isinstance(model, nn.Module):
             raise LandscapeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(model, torch.jit.ScriptModule):
+            raise LandscapeError("TorchScript modules cannot be evaluated at other weights (torch.func "
+                                 "does not support them): load their state_dict into the Python model")
         if bn_policy not in ("eval", "recompute"):
             raise LandscapeError(f"bn_policy must be 'eval' or 'recompute', got {bn_policy!r}")
         first = next(iter(model.parameters()), None)

@@ -34,16 +34,17 @@ class ScanStep:
 
 # Root attributes that must be equal for a scan to be resumed.
 RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype",
-               "bn_policy", "normalization", "include_1d", "num_examples_train", "num_examples_test")
+               "bn_policy", "normalization", "include_1d", "orthogonal", "checkpoints",
+               "num_examples_train", "num_examples_test")
 
 
 def directions_step(make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:
     """Write the directions once; a resumed scan reads them back instead of redrawing."""
     def run(_problem: Problem, writer: ResultsWriter) -> None:
-        if "directions" in writer.h5 and all(writer.has_group(f"directions/{n}")
-                                             for n in writer.h5["directions"]):
+        directions = make()  # cheap; its names say which groups a finished step has written
+        if all(writer.has_group(f"directions/{d.name}") for d in directions):
             return
-        writer.write_directions(make())
+        writer.write_directions(directions)
     return ScanStep("directions", run)
 
 

@@ -12,6 +12,7 @@ import datetime as _dt
 import fcntl
 import json
 import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class ResultsWriter:
         self.must_match = list(must_match)
         self.file: h5py.File | None = None
         self._lock_handle: Any = None
+        self._copy_of_finished = False
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> ResultsWriter:
@@ -118,6 +120,8 @@ class ResultsWriter:
         if self.file is not None:
             self.file.close()
             self.file = None
+            if self._copy_of_finished and isinstance(exc, LandscapeError):
+                self.partial.unlink()  # refused: the finished file is still there, untouched
         self._release_lock()
 
     def _acquire_lock(self) -> None:
@@ -132,6 +136,7 @@ class ResultsWriter:
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
+            self.lock_path.unlink(missing_ok=True)  # still held: no other writer can be inside
             self._lock_handle.close()
             self._lock_handle = None
 
@@ -140,9 +145,15 @@ class ResultsWriter:
             self.file = self._reopen_partial()
             return
         if self.resume and self.path.exists():
-            # finished file: reopen it to add steps not yet present
-            os.replace(self.path, self.partial)
-            self.file = self._reopen_partial()
+            # add missing steps to a finished file: work on a copy, so the finished file
+            # stays as it is until this run finishes too
+            shutil.copyfile(self.path, self.partial)
+            self._copy_of_finished = True
+            try:
+                self.file = self._reopen_partial()
+            except LandscapeError:
+                self.partial.unlink()
+                raise
             return
         if self.path.exists() and not self.overwrite:
             raise LandscapeError(f"'{self.path}' exists; pass --overwrite to replace it or "
@@ -165,7 +176,7 @@ class ResultsWriter:
                                  "with --overwrite") from None
         stored = {k: read_attr(v) for k, v in handle.attrs.items()}
         differing = [k for k in self.must_match
-                     if _comparable(stored.get(k)) != _comparable(attr_value(self.settings.get(k)))]
+                     if _comparable(stored.get(k, attr_value(None))) != _comparable(attr_value(self.settings.get(k)))]
         if differing:
             handle.close()
             detail = "; ".join(f"{k}: {stored.get(k)!r} then, {self.settings.get(k)!r} now" for k in differing[:3])
@@ -181,7 +192,6 @@ class ResultsWriter:
         self.file.close()
         self.file = None
         os.replace(self.partial, self.path)
-        self.lock_path.unlink(missing_ok=True)
         return self.path
 
     # -------------------------------------------------------------- generic groups

@@ -1,0 +1,277 @@
+"""Loading: every checkpoint format, model/data/loss specs, and the trust boundary.
+
+Each format is checked the same way: the Problem it yields holds exactly the original
+model's weights (torch.equal) and its empirical risk equals the original module's loss on
+the same data (float32 model; rtol 1e-6 covers float32 summation-order differences).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+import landscape
+from landscape.errors import LandscapeError
+from landscape.loading import LOSSES, load_checkpoint, load_data, load_problem, resolve_loss
+from tests import models
+from tests.conftest import ROOT
+
+MODEL = "tests.models:mlp"
+DATA = "tests.models:vector_data"
+MODELS_FILE = str(ROOT / "tests" / "models.py")
+
+
+def reference_loss(model, splits, loss_fn=F.cross_entropy, split="train") -> float:
+    x = torch.cat([b[0] for b in splits[split]])
+    y = torch.cat([b[1] for b in splits[split]])
+    with torch.no_grad():
+        return float(loss_fn(model.eval()(x), y))
+
+
+def assert_matches(problem, model, splits=None, loss_fn=F.cross_entropy) -> None:
+    splits = splits or models.vector_data()
+    expected = {n: p for n, p in model.named_parameters()}
+    assert list(problem.params) == list(expected)
+    for name, p in expected.items():
+        assert torch.equal(problem.params[name], p.detach()), name
+    for split in splits:
+        assert problem.loss(split=split) == pytest.approx(reference_loss(model, splits, loss_fn, split), rel=1e-6)
+
+
+def trained_like(seed: int = 5):
+    """An MLP whose weights differ from the factory's (so loading must really load them)."""
+    return models.seeded(models.MLP, seed=seed)
+
+
+@pytest.mark.parametrize("wrap, fmt", [
+    (lambda sd: sd, "state_dict"),
+    (lambda sd: {"state_dict": sd, "epoch": 3}, "dict['state_dict']"),
+    (lambda sd: {"model": sd, "optimizer": {"lr": 0.1}}, "dict['model']"),
+    (lambda sd: {"model_state_dict": sd}, "dict['model_state_dict']"),
+    (lambda sd: {f"module.{k}": v for k, v in sd.items()}, "state_dict"),  # DataParallel
+    (lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()}, "state_dict"),  # torch.compile
+])
+def test_pickled_state_dict_layouts(tmp_path, wrap, fmt):
+    model = trained_like()
+    path = tmp_path / "ckpt.pt"
+    torch.save(wrap(model.state_dict()), path)
+    problem, provenance = load_problem(path, model=MODEL, data=DATA, loss="cross_entropy")
+    assert provenance.checkpoint_format == fmt
+    assert_matches(problem, model)
+
+
+def test_lightning_checkpoint_with_model_prefix(tmp_path):
+    model = trained_like()
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state["criterion.weight"] = torch.ones(3)  # other submodules of the LightningModule
+    path = tmp_path / "epoch=3-step=120.ckpt"
+    torch.save({"pytorch-lightning_version": "2.4.0", "epoch": 3, "global_step": 120,
+                "state_dict": state, "optimizer_states": [{"state": {}, "param_groups": []}],
+                "lr_schedulers": [], "callbacks": {}, "hyper_parameters": {"lr": 0.1}}, path)
+    problem, provenance = load_problem(path, model=MODEL, data=DATA, loss="cross_entropy")
+    assert provenance.checkpoint_format == "lightning"
+    assert_matches(problem, model)
+
+
+def test_safetensors_without_metadata_needs_specs(tmp_path):
+    model = trained_like()
+    path = tmp_path / "model.safetensors"
+    save_file(model.state_dict(), str(path))
+    with pytest.raises(LandscapeError, match="--model"):
+        load_problem(path, data=DATA, loss="cross_entropy")
+    problem, provenance = load_problem(path, model=MODEL, data=DATA, loss="cross_entropy")
+    assert provenance.checkpoint_format == "safetensors"
+    assert_matches(problem, model)
+
+
+def test_safetensors_with_landscape_metadata_needs_nothing_else(tmp_path):
+    torch.manual_seed(0)
+    model = models.MLP(hidden=9)
+    path = tmp_path / "model.safetensors"
+    save_file(model.state_dict(), str(path), metadata={
+        "landscape.model": "tests.models:MLP", "landscape.model_kwargs": json.dumps({"hidden": 9}),
+        "landscape.data": DATA, "landscape.loss": "cross_entropy", "other": "ignored"})
+    problem, provenance = load_problem(path)
+    assert (provenance.model_spec, provenance.data_spec, provenance.loss_spec) == \
+        ("tests.models:MLP", DATA, "cross_entropy")
+    assert_matches(problem, model)
+
+
+def test_landscape_save_metadata_rebuilds_model_data_and_loss(tmp_path):
+    torch.manual_seed(0)
+    model = models.MLP(hidden=9)
+    path = landscape.save(tmp_path / "run" / "ckpt.pt", model, model_spec="tests.models:MLP",
+                          model_kwargs={"hidden": 9}, data_spec=DATA, loss="cross_entropy", seed=0,
+                          script="tests")
+    raw = torch.load(path, weights_only=True)  # loadable without trusting the file
+    assert raw["landscape"]["provenance"] == {"seed": 0, "script": "tests"}
+    problem, provenance = load_problem(path)
+    assert provenance.checkpoint_sha256 == load_checkpoint(path).sha256 and len(provenance.checkpoint_sha256) == 64
+    assert_matches(problem, model)
+    # an explicit option wins over the metadata
+    _, explicit = load_problem(path, loss="tests.models:smooth_cross_entropy")
+    assert explicit.loss_spec == "tests.models:smooth_cross_entropy" and explicit.model_spec == "tests.models:MLP"
+
+
+def test_bundled_checkpoint_loads_from_its_metadata():
+    problem, provenance = load_problem(ROOT / "data" / "digits_mlp.pt")
+    assert (provenance.model_spec, provenance.data_spec, provenance.loss_spec) == \
+        ("digits_mlp", "digits", "cross_entropy")
+    assert problem.num_examples("train") == 1437 and problem.num_examples("test") == 360
+    assert problem.evaluate_point({}, "test")["accuracy"] > 0.9  # it is a trained model
+
+
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_weights_load_into_a_python_model(tmp_path, how):
+    model = trained_like()
+    example = models.vectors(4)[0]
+    scripted = torch.jit.script(model) if how == "script" else torch.jit.trace(model, example)
+    path = tmp_path / "model.pt"
+    scripted.save(str(path))
+    assert load_checkpoint(path).format == "torchscript"
+    problem, _ = load_problem(path, model=MODEL, data=DATA, loss="cross_entropy")
+    assert_matches(problem, model)
+
+
+def test_torchscript_alone_is_refused_with_a_way_out(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.jit.script(trained_like()).save(str(path))
+    with pytest.raises(LandscapeError, match="TorchScript.*--model") as info:
+        load_problem(path, data=DATA, loss="cross_entropy")
+    assert "\n" not in str(info.value)
+
+
+def test_torch_export_program_is_self_contained(tmp_path):
+    model = trained_like().eval()
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (models.vectors(4)[0],), dynamic_shapes=({0: batch},))
+    path = tmp_path / "model.pt2"
+    torch.export.save(program, str(path))
+    problem, provenance = load_problem(path, data=DATA, loss="cross_entropy")
+    assert provenance.checkpoint_format == "torch.export"
+    assert problem.loss() == pytest.approx(reference_loss(model, models.vector_data()), rel=1e-6)
+    point = {n: p * 1.5 for n, p in problem.params.items()}
+    scaled = models.seeded(models.MLP, seed=5)
+    scaled.load_state_dict({n: p * 1.5 for n, p in model.state_dict().items()})
+    assert problem.loss(point) == pytest.approx(reference_loss(scaled, models.vector_data()), rel=1e-6)
+
+
+def test_pickled_module_needs_trust(tmp_path):
+    model = trained_like()
+    path = tmp_path / "whole_model.pt"
+    torch.save(model, path)
+    with pytest.raises(LandscapeError, match="--trust"):
+        load_problem(path, data=DATA, loss="cross_entropy")
+    problem, provenance = load_problem(path, data=DATA, loss="cross_entropy", trust=True)
+    assert provenance.trusted and provenance.checkpoint_format == "pickled module"
+    assert_matches(problem, model)
+
+
+@pytest.mark.parametrize("spec", ["tests.models:mlp", f"{MODELS_FILE}:mlp", "tests.models:MLP"])
+def test_model_specs(tmp_path, spec):
+    model = trained_like()
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    problem, provenance = load_problem(path, model=spec, data=DATA, loss="cross_entropy")
+    assert provenance.model_spec == spec
+    assert_matches(problem, model)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_builtin", "neither a built-in"),
+    ("no_such_package.models:mlp", "cannot import"),
+    ("tests.models:no_such_factory", "no attribute"),
+    ("does/not/exist.py:mlp", "not found"),
+    ("tests.models:vector_data", "not an nn.Module"),
+    ("tests.models:lstm", "does not fit"),
+])
+def test_bad_model_specs_are_explained(tmp_path, spec, message):
+    path = tmp_path / "ckpt.pt"
+    torch.save(trained_like().state_dict(), path)
+    with pytest.raises(LandscapeError, match=message):
+        load_problem(path, model=spec, data=DATA, loss="cross_entropy")
+
+
+def test_data_files_pt_and_npz(tmp_path):
+    x, y = models.vectors(30)
+    xt, yt = models.vectors(12, seed=1)
+    torch.save({"x_train": x, "y_train": y, "x_test": xt, "y_test": yt}, tmp_path / "d.pt")
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    from_pt = load_data(str(tmp_path / "d.pt"), batch_size=16)
+    assert set(from_pt) == {"train", "test"} and [len(b[1]) for b in from_pt["train"]] == [16, 14]
+    from_npz = load_data(str(tmp_path / "d.npz"), batch_size=7)
+    assert set(from_npz) == {"train"} and sum(len(b[1]) for b in from_npz["train"]) == 30
+    model = trained_like()
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    problem, _ = load_problem(path, model=MODEL, data=str(tmp_path / "d.npz"), loss="cross_entropy",
+                              batch_size=7)
+    assert [b.size for b in problem.batches()] == [7, 7, 7, 7, 2]
+    assert problem.loss() == pytest.approx(reference_loss(model, {"train": [(x, y)]}), rel=1e-6)
+
+
+@pytest.mark.parametrize("spec, splits", [
+    ("tests.models:vector_data", {"train", "test"}),
+    ("tests.models:vector_pair", {"train", "test"}),
+    ("tests.models:vector_loader", {"train"}),
+    (f"{MODELS_FILE}:vector_data", {"train", "test"}),
+])
+def test_data_factories(tmp_path, spec, splits):
+    model = trained_like()
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    problem, _ = load_problem(path, model=MODEL, data=spec, loss="cross_entropy")
+    assert set(problem.split_names) == splits
+    assert problem.loss() == pytest.approx(reference_loss(model, models.vector_data()), rel=1e-6)
+
+
+def test_dict_batches_from_a_factory(tmp_path):
+    model = models.dict_model()
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    problem, _ = load_problem(path, model="tests.models:dict_model", data="tests.models:dict_data",
+                              loss="cross_entropy")
+    batch = models.dict_data()["train"]
+    with torch.no_grad():
+        losses = [float(F.cross_entropy(model(image=b["image"], extra=b["extra"]), b["label"])) * len(b["label"])
+                  for b in batch]
+    assert problem.loss() == pytest.approx(sum(losses) / 20, rel=1e-6)
+
+
+@pytest.mark.parametrize("loss, model_spec, data_spec", [
+    ("cross_entropy", MODEL, DATA),
+    ("nll", "tests.models:log_softmax_mlp", DATA),
+    ("mse", MODEL, "tests.models:regression_data"),
+    ("bce_with_logits", MODEL, "tests.models:binary_data"),
+    ("tests.models:smooth_cross_entropy", MODEL, DATA),
+])
+def test_named_and_callable_losses(tmp_path, loss, model_spec, data_spec):
+    from landscape.loading import resolve_callable
+    model = resolve_callable(model_spec, "model")()
+    path = tmp_path / "ckpt.pt"
+    torch.save(model.state_dict(), path)
+    problem, provenance = load_problem(path, model=model_spec, data=data_spec, loss=loss)
+    loss_fn = LOSSES.get(loss) or models.smooth_cross_entropy
+    splits = resolve_callable(data_spec, "data")()
+    assert provenance.loss_spec == loss
+    assert problem.loss() == pytest.approx(reference_loss(model, splits, loss_fn), rel=1e-6)
+    assert problem.has_accuracy == (loss != "mse")
+
+
+def test_resolve_loss_accepts_a_callable_and_refuses_unknown_names():
+    fn, name = resolve_loss(models.smooth_cross_entropy)
+    assert fn is models.smooth_cross_entropy and name == "smooth_cross_entropy"
+    with pytest.raises(LandscapeError, match="unknown loss"):
+        resolve_loss("hinge")
+    with pytest.raises(LandscapeError, match="no loss"):
+        resolve_loss(None)
+
+
+def test_problem_refuses_a_torchscript_module_with_one_line():
+    with pytest.raises(LandscapeError, match="TorchScript"):
+        landscape.Problem.create(torch.jit.script(trained_like()), F.cross_entropy, models.vector_data())
