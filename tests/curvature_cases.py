@@ -95,8 +95,19 @@ def selected(problem: Problem, names: list[str] | None = None) -> dict[str, Tens
     return {n: problem.params[n] for n in (names or list(problem.params))}
 
 
-def dense_hessian(problem: Problem, names: list[str] | None = None) -> Tensor:
-    """∇² of the batch-size-weighted empirical risk over ``names``, by torch.func.hessian."""
+def transformer_problem() -> Problem:
+    """The shared suite's tiny pre-norm transformer (embedding, attention, MLP, LayerNorm)."""
+    from tests import models
+
+    data = models.token_data()["train"][:2]
+    return Problem.create(models.transformer(), F.cross_entropy, data, dtype=torch.float64)
+
+
+def dense_hessian(problem: Problem, names: list[str] | None = None, *, engine: str = "func") -> Tensor:
+    """∇² of the batch-size-weighted empirical risk over ``names``, by torch.func.hessian
+    (``engine='autograd'``: torch.autograd.functional.hessian, a loop of double backwards —
+    for nn.TransformerEncoderLayer, whose fused fast path gives wrong second derivatives
+    under torch.func.hessian's vmap)."""
     params = selected(problem, names)
     total = problem.num_examples()
 
@@ -104,7 +115,12 @@ def dense_hessian(problem: Problem, names: list[str] | None = None) -> Tensor:
         p = unflatten(flat, params)
         return sum(problem.batch_loss(p, b) * b.size for b in problem.batches()) / total
 
-    return torch.func.hessian(risk)(flatten(params))
+    from landscape.curvature.operators import differentiable_attention
+
+    with differentiable_attention():  # fused attention kernels have no second derivatives
+        if engine == "autograd":
+            return torch.autograd.functional.hessian(risk, flatten(params))
+        return torch.func.hessian(risk)(flatten(params))
 
 
 def dense_ggn(problem: Problem) -> Tensor:
@@ -115,6 +131,8 @@ def dense_ggn(problem: Problem) -> Tensor:
     out = torch.zeros(flat.numel(), flat.numel(), dtype=flat.dtype)
     for b in problem.batches():
         z = problem.forward(unflatten(flat, params), b.inputs)
+        if not isinstance(z, Tensor):
+            raise TypeError("dense_ggn needs a tensor output")
         jac = torch.func.jacrev(lambda v: problem.forward(unflatten(v, params), b.inputs).reshape(-1))(flat)
         hz = torch.func.hessian(lambda u: problem.loss_fn(u.reshape(z.shape), b.target))(z.reshape(-1))
         out += b.size / total * jac.T @ hz @ jac

@@ -13,6 +13,7 @@ and sweeps over the data (``num_data_passes``) so algorithms can report their co
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -132,6 +133,16 @@ def _join_columns(parts: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- problem-based
+def differentiable_attention() -> contextlib.AbstractContextManager[Any]:
+    """Route scaled-dot-product attention to its math kernel: the fused CPU/GPU kernels
+    have neither forward-mode AD nor a double backward, so no HVP could pass through them."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # older torch: nothing to switch
+        return contextlib.nullcontext()
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 class ProblemOperator(LinearOperator):
     """Common machinery: selected parameters, split, per-batch weighting, column chunks."""
 
@@ -157,6 +168,10 @@ class ProblemOperator(LinearOperator):
         return {**super().describe(), "split": self.split, "param_patterns": self.param_patterns,
                 "parameter_names": self.names, "bn_policy_used": "eval (running statistics fixed)",
                 "dropout": "off (model evaluated in eval mode)"}
+
+    def matmat(self, vectors: Tensor) -> Tensor:
+        with differentiable_attention():
+            return super().matmat(vectors)
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         total = torch.zeros_like(vectors)
@@ -217,10 +232,13 @@ class HessianOperator(ProblemOperator):
         self.mode_timings: dict[str, float] = {}
         self.mode_note = ""
         if hvp_mode == "auto":
-            self.single_mode, self.block_mode = self._pick_modes()
+            with differentiable_attention():
+                self.single_mode, self.block_mode = self._pick_modes()
         else:
             mode = hvp_mode
-            if not self._mode_works(mode):
+            with differentiable_attention():
+                works = self._mode_works(mode)
+            if not works:
                 self.mode_note = f"{mode} HVPs failed for this model (e.g. no forward-mode AD); used reverse"
                 mode = "reverse"
             self.single_mode = self.block_mode = mode
