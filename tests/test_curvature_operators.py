@@ -44,6 +44,19 @@ def test_hessian_matches_dense(name: str, mode: str) -> None:
     assert rel_err(to_dense(op), reference) < RTOL
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_cached_gradient_graphs_give_the_same_products(name: str) -> None:
+    problem, reference = case(name)
+    cached = HessianOperator(problem, hvp_mode="autograd", cache_graphs=True)
+    assert cached.describe()["hvp_graph_cached"]
+    first = to_dense(cached)
+    assert len(cached._graphs) == len(problem.batches())  # one graph per batch, reused
+    assert rel_err(first, reference) < RTOL and torch.equal(first, to_dense(cached))
+    fresh = HessianOperator(problem, hvp_mode="autograd", cache_graphs=False)
+    assert not fresh.describe()["hvp_graph_cached"] and rel_err(to_dense(fresh), reference) < RTOL
+    assert not fresh._graphs
+
+
 def test_transformer_hessian_through_attention() -> None:
     """Fused attention kernels have neither forward-mode AD nor a double backward; the
     operator routes attention to the math kernel, so every mode works and agrees with the

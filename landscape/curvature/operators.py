@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -224,8 +225,10 @@ class HessianOperator(ProblemOperator):
 
     def __init__(self, problem: Problem, *, split: str = "train",
                  param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
-                 max_columns: int | None = None) -> None:
+                 max_columns: int | None = None, cache_graphs: bool | None = None) -> None:
         super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
+        self.cache_graphs = self._graphs_fit() if cache_graphs is None else cache_graphs
+        self._graphs: dict[int, _GradientGraph] = {}
         if hvp_mode not in ("auto", *self.MODES):
             raise LandscapeError(f"hvp_mode must be auto, reverse, forward or autograd, got {hvp_mode!r}")
         self.requested_mode = hvp_mode
@@ -251,21 +254,38 @@ class HessianOperator(ProblemOperator):
         return f"{self.single_mode} (blocks: {self.block_mode})"
 
     def describe(self) -> dict[str, Any]:
+        cached = self.cache_graphs and "autograd" in (self.single_mode, self.block_mode)
         return {**super().describe(), "hvp_mode": self.hvp_mode, "hvp_mode_requested": self.requested_mode,
-                "hvp_mode_note": self.mode_note}
+                "hvp_mode_note": self.mode_note, "hvp_graph_cached": bool(cached)}
+
+    def _graphs_fit(self) -> bool:
+        """Keep every batch's gradient graph between products when ~3× the forward
+        activations of all batches fit in half the Problem's memory budget."""
+        self.problem.points_per_pass()  # measures the activation bytes of the largest batch once
+        per_batch = 3 * (self.problem._point_bytes or 0)
+        return per_batch * len(self.batches) <= self.problem.memory_budget_bytes // 2
 
     def _loss_of(self, batch: Batch) -> Callable[[Params], Tensor]:
         return lambda p: self.problem.batch_loss(p, batch)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         width = next(iter(block.values())).shape[0]
-        mode = self.single_mode if width == 1 else self.block_mode
+        return self._hvp(batch, block, self.single_mode if width == 1 else self.block_mode)
+
+    def _hvp(self, batch: Batch, block: Params, mode: str) -> Params:
+        if mode == "autograd" and self.cache_graphs:
+            # θ* never changes: the forward and first backward (with create_graph) are done
+            # once per batch, each product is then a single double-backward pass
+            graph = self._graphs.get(id(batch))
+            if graph is None:
+                graph = self._graphs[id(batch)] = _gradient_graph(self._loss_of(batch), self.selected)
+            return _apply_graph(graph, block, retain=True)
         return batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
 
     def _mode_works(self, mode: str) -> bool:
         probe = {n: torch.ones_like(p).unsqueeze(0) for n, p in self.selected.items()}
         try:
-            batch_hvp(self._loss_of(self.batches[0]), self.selected, probe, mode, self._vmapped)
+            self._hvp(self.batches[0], probe, mode)
             return True
         except Exception:
             return False
@@ -282,11 +302,11 @@ class HessianOperator(ProblemOperator):
                 for width in widths:
                     block = {n: torch.randn((width, *p.shape), generator=gen, dtype=torch.float64).to(p)
                              for n, p in self.selected.items()}
-                    run = lambda: batch_hvp(self._loss_of(batch), self.selected, block, mode,  # noqa: E731
-                                            self._vmapped)
-                    run()  # warm-up
+                    run = lambda: self._hvp(batch, block, mode)  # noqa: E731
+                    run()  # warm-up (builds the cached graph, if any)
                     timings[(mode, width)] = _best_seconds(run, self.device)
             except Exception as exc:
+                self._graphs.clear()
                 failures.append(f"{mode} unavailable ({type(exc).__name__})")
                 timings = {key: t for key, t in timings.items() if key[0] != mode}
         if not timings:
@@ -295,6 +315,8 @@ class HessianOperator(ProblemOperator):
         self.mode_timings = {f"{mode}/{width}": t for (mode, width), t in timings.items()}
         self.mode_note = "; ".join(failures)
         best = {w: min((t, m) for (m, width), t in timings.items() if width == w)[1] for w in widths}
+        if "autograd" not in best.values():
+            self._graphs.clear()
         return best[1], best[widths[-1]]
 
 
@@ -322,32 +344,52 @@ def batch_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params, mo
     return vmapped(lambda v: jvp(gradient, (at,), (v,))[1], block)
 
 
-def _autograd_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params) -> Params:
-    """Double backward through the autograd engine (the user's model is never touched: the
-    leaves are fresh detached copies of θ*)."""
+@dataclass
+class _GradientGraph:
+    """The gradient of one batch's loss with its autograd graph kept (``create_graph``)."""
+
+    names: list[str]
+    at: Params
+    leaves: list[Tensor]
+    live: list[int]  # indices of gradients that depend on θ (the others add zero curvature)
+    outputs: list[Tensor]
+
+
+def _gradient_graph(loss_of: Callable[[Params], Tensor], at: Params) -> _GradientGraph:
     names = list(at)
-    leaves = [at[n].detach().requires_grad_(True) for n in names]
-    width = next(iter(block.values())).shape[0]
+    leaves = [at[n].detach().requires_grad_(True) for n in names]  # fresh leaves: the model is untouched
     with torch.enable_grad():
         loss = loss_of(dict(zip(names, leaves)))
         grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
-        # gradients that are constant in θ (or absent) contribute zero curvature
-        live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-        outputs = [grads[i] for i in live]
-        zeros = {n: torch.zeros_like(block[n]) for n in names}
-        if not live:
-            return zeros
+    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+    return _GradientGraph(names, dict(at), leaves, live, [grads[i] for i in live])
+
+
+def _apply_graph(graph: _GradientGraph, block: Params, retain: bool) -> Params:
+    """Double backward of ``graph`` for every column of ``block`` (batched with
+    ``is_grads_batched``, or one by one where the double backward has no batching rule)."""
+    names, leaves, live, outputs = graph.names, graph.leaves, graph.live, graph.outputs
+    width = next(iter(block.values())).shape[0]
+    if not live:
+        return {n: torch.zeros_like(block[n]) for n in names}
+    with torch.enable_grad():
         if width == 1:
-            out = torch.autograd.grad(outputs, leaves, [block[names[i]][0] for i in live], allow_unused=True)
-            return {n: _zero_if_none(o, at[n]).unsqueeze(0) for n, o in zip(names, out)}
+            out = torch.autograd.grad(outputs, leaves, [block[names[i]][0] for i in live],
+                                      retain_graph=retain, allow_unused=True)
+            return {n: _zero_if_none(o, graph.at[n]).unsqueeze(0) for n, o in zip(names, out)}
         try:
             out = torch.autograd.grad(outputs, leaves, [block[names[i]] for i in live], retain_graph=True,
                                       allow_unused=True, is_grads_batched=True)
             return {n: _zero_if_none(o, block[n]) for n, o in zip(names, out)}
-        except Exception:  # no batching rule somewhere in the double backward: one by one
+        except Exception:
             rows = [torch.autograd.grad(outputs, leaves, [block[names[i]][c] for i in live],
                                         retain_graph=True, allow_unused=True) for c in range(width)]
-            return {n: torch.stack([_zero_if_none(r[j], at[n]) for r in rows]) for j, n in enumerate(names)}
+            return {n: torch.stack([_zero_if_none(r[j], graph.at[n]) for r in rows]) for j, n in enumerate(names)}
+
+
+def _autograd_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params) -> Params:
+    """Double backward through the autograd engine, graph built for this call only."""
+    return _apply_graph(_gradient_graph(loss_of, at), block, retain=False)
 
 
 def _zero_if_none(value: Tensor | None, like: Tensor) -> Tensor:
