@@ -119,7 +119,7 @@ def dense_hessian(problem: Problem, names: list[str] | None = None, *, engine: s
 
     with differentiable_attention():  # fused attention kernels have no second derivatives
         if engine == "autograd":
-            return torch.autograd.functional.hessian(risk, flatten(params))
+            return torch.autograd.functional.hessian(risk, flatten(params), vectorize=True)
         return torch.func.hessian(risk)(flatten(params))
 
 
