@@ -19,6 +19,7 @@ import torch
 
 from . import progress
 from .errors import LandscapeError
+from .views.cli import VIEW_HELP, add_view_arguments, run_view
 
 EXAMPLES = """\
 examples:
@@ -295,6 +296,7 @@ COMMANDS: list[Command] = [
     ("interpolate", "loss along the line between two checkpoints or the plane through three",
      _add_interpolate, _run_interpolate),
     ("info", "print what a results file holds", _add_info, _run_info),
+    ("view", VIEW_HELP, add_view_arguments, run_view),
     ("hessian", _curvature_cli.HELP, _curvature_cli.add_arguments, _curvature_cli.run),
 ]
 

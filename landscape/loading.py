@@ -236,10 +236,6 @@ def build_model(checkpoint: Checkpoint, model_spec: str | None = None,
                 model_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, str]:
     """The model with the checkpoint's weights, and the spec that built it."""
     if checkpoint.module is not None and model_spec is None:
-        if isinstance(checkpoint.module, torch.jit.ScriptModule):
-            raise LandscapeError(f"checkpoint '{checkpoint.path}' is TorchScript, which cannot be "
-                                 "evaluated at other weights (torch.func does not support it): pass "
-                                 "--model package.module:factory to load its weights into the Python model")
         return checkpoint.module, checkpoint.format
     spec = model_spec or checkpoint.metadata.get("model")
     if not spec:

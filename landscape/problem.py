@@ -165,9 +165,6 @@ class Problem:
         """
         if not isinstance(model, nn.Module):
             raise LandscapeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(model, torch.jit.ScriptModule):
-            raise LandscapeError("TorchScript modules cannot be evaluated at other weights (torch.func "
-                                 "does not support them): load their state_dict into the Python model")
         if bn_policy not in ("eval", "recompute"):
             raise LandscapeError(f"bn_policy must be 'eval' or 'recompute', got {bn_policy!r}")
         first = next(iter(model.parameters()), None)
@@ -178,13 +175,24 @@ class Problem:
             raise LandscapeError(f"device {device} requested but CUDA is not available; use --device cpu")
         dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
 
-        private = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        splits_in = dict(data) if isinstance(data, Mapping) else {"train": data}
+        splits = {name: _collect(src, name, device, dtype, max_batches, max_examples)
+                  for name, src in splits_in.items() if src is not None}
+        if not splits:
+            raise LandscapeError("no data: give at least a train split")
+
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if isinstance(model, torch.jit.ScriptModule):  # converted into a new module of our own
+            private = _script_to_graph(model, next(iter(splits.values()))[0].inputs)
+        else:
+            private = copy.deepcopy(model)
+        private = _eval_mode(private.to(device=device, dtype=dtype))
         if not trainable:
             raise LandscapeError("the model has no trainable parameters (all requires_grad=False)")
-        params = {n: p.detach().clone() for n, p in private.named_parameters() if n in trainable}
-        fixed = {n: p.detach().clone() for n, p in private.named_parameters() if n not in trainable}
-        fixed.update({n: b.detach().clone() for n, b in private.named_buffers()})
+        # a converted TorchScript graph holds its weights as buffers: look names up in both
+        state = {**dict(private.named_parameters()), **dict(private.named_buffers())}
+        params = {n: state[n].detach().clone() for n in trainable}
+        fixed = {n: t.detach().clone() for n, t in state.items() if n not in params}
         for p in private.parameters():
             p.requires_grad_(False)
         for name, p in params.items():
@@ -192,11 +200,6 @@ class Problem:
                 raise LandscapeError(f"parameter '{name}' holds NaN or inf values; the checkpoint "
                                      "is not a usable trained model")
 
-        splits_in = dict(data) if isinstance(data, Mapping) else {"train": data}
-        splits = {name: _collect(src, name, device, dtype, max_batches, max_examples)
-                  for name, src in splits_in.items() if src is not None}
-        if not splits:
-            raise LandscapeError("no data: give at least a train split")
 
         problem = cls(model=private, params=params, buffers=fixed, loss_fn=loss_fn,
                       splits=splits, device=device, dtype=dtype, bn_policy=bn_policy,
@@ -420,6 +423,40 @@ class Problem:
             **{f"num_examples_{s}": self.num_examples(s) for s in self.splits},
             "dropout_modules_disabled": _has_active_randomness(self.model),
         }
+
+
+def _eval_mode(module: nn.Module) -> nn.Module:
+    try:
+        return module.eval()
+    except NotImplementedError:  # exported graphs have their mode baked in and refuse eval()
+        return module
+
+
+def _script_to_graph(module: torch.jit.ScriptModule, sample_inputs: Any) -> nn.Module:
+    """A TorchScript module as an FX graph module with the same parameter names, so that
+    ``torch.func`` can evaluate it at other weights (converted in eval mode; batch dim dynamic)."""
+    import logging
+    import warnings
+
+    from torch._export.converter import TS2EPConverter
+
+    scripted = copy.deepcopy(module).eval()
+    first = next(iter(scripted.parameters()))
+    sample = tree_map(lambda t: _move(t, first.device, first.dtype), sample_inputs)
+    args = tuple(sample) if isinstance(sample, tuple) else (sample,)
+    export_log = logging.getLogger("torch._export")
+    level = export_log.level
+    export_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return TS2EPConverter(scripted, args).convert().module()
+    except Exception as exc:
+        raise LandscapeError(f"this TorchScript model could not be converted for torch.func "
+                             f"({type(exc).__name__}: {_first_line(exc)}); pass --model "
+                             "package.module:factory to load its weights into the Python model") from None
+    finally:
+        export_log.setLevel(level)
 
 
 def _collect(source: Iterable[Any], split: str, device: torch.device, dtype: torch.dtype,

@@ -8,6 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker: with -n 2 on 2 cores, two threads each oversubscribe the
+    # machine and small float64 kernels slow down by orders of magnitude
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for the CLI subprocesses too
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `tests.models` and this checkout's `landscape`, however pytest is run

@@ -111,8 +111,6 @@ def _cases(f: dict[str, Path]) -> dict[str, Case]:
                                 "tests.models:vector_data"], "cannot import"),
         "no_model_for_weights": Case(["surface", f["good"], "--data", "tests.models:vector_data"],
                                      "--model"),
-        "torchscript_alone": Case(["surface", f["script"], "--data", "tests.models:vector_data",
-                                   "--loss", "cross_entropy"], "TorchScript"),
         "existing_output": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", f["existing"]],
                                 "--overwrite"),
         "no_output_folder": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", "no/such/folder/r.h5"],
@@ -254,7 +252,7 @@ def test_python_m_landscape_behaves_like_the_forked_runs(runs):
 
 BAD_CASES = ["missing_file", "truncated", "corrupt", "misfit_state_dict", "wrong_data_shape", "float_labels",
              "empty_factory", "empty_file", "untrusted_pickle", "nan_weights", "unknown_builtin",
-             "unknown_module", "no_model_for_weights", "torchscript_alone", "existing_output",
+             "unknown_module", "no_model_for_weights", "existing_output",
              "no_output_folder", "unknown_split"]
 
 

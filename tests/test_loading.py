@@ -138,12 +138,20 @@ def test_torchscript_weights_load_into_a_python_model(tmp_path, how):
     assert_matches(problem, model)
 
 
-def test_torchscript_alone_is_refused_with_a_way_out(tmp_path):
+@pytest.mark.parametrize("how", ["script", "trace"])
+def test_torchscript_alone_is_self_contained(tmp_path, how):
+    model = trained_like()
+    example = models.vectors(4)[0]
+    scripted = torch.jit.script(model) if how == "script" else torch.jit.trace(model, example)
     path = tmp_path / "model.pt"
-    torch.jit.script(trained_like()).save(str(path))
-    with pytest.raises(LandscapeError, match="TorchScript.*--model") as info:
-        load_problem(path, data=DATA, loss="cross_entropy")
-    assert "\n" not in str(info.value)
+    scripted.save(str(path))
+    problem, provenance = load_problem(path, data=DATA, loss="cross_entropy")
+    assert provenance.model_spec == "torchscript"
+    assert_matches(problem, model)
+    # and at weights other than the stored ones (what a surface needs), like the Python model
+    reference = landscape.Problem.create(model, F.cross_entropy, models.vector_data())
+    moved = {n: p + 0.1 * torch.randn_like(p) for n, p in reference.params.items()}
+    assert problem.loss(moved) == pytest.approx(reference.loss(moved), rel=1e-6)
 
 
 def test_torch_export_program_is_self_contained(tmp_path):
@@ -272,6 +280,10 @@ def test_resolve_loss_accepts_a_callable_and_refuses_unknown_names():
         resolve_loss(None)
 
 
-def test_problem_refuses_a_torchscript_module_with_one_line():
-    with pytest.raises(LandscapeError, match="TorchScript"):
-        landscape.Problem.create(torch.jit.script(trained_like()), F.cross_entropy, models.vector_data())
+def test_problem_accepts_a_torchscript_module_without_changing_it():
+    model = trained_like()
+    scripted = torch.jit.script(model)
+    before = {k: v.clone() for k, v in scripted.state_dict().items()}
+    problem = landscape.Problem.create(scripted, F.cross_entropy, models.vector_data())
+    assert_matches(problem, model)
+    assert all(torch.equal(before[k], v) for k, v in scripted.state_dict().items())

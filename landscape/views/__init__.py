@@ -1,0 +1,19 @@
+"""Views: the interactive HTML report and static paper figures of a results file.
+
+Python API::
+
+    from landscape.views import figures, write_report, export_results
+    figs = figures("scan.h5")              # {"surfaces/2d/contour": go.Figure, ...}
+    write_report("scan.h5")                # scan.html beside it, works offline
+    export_results("scan.h5", "figs/")     # figs/*.pdf, *.svg, *.png
+
+New panels: see :mod:`landscape.views.panels`.
+"""
+
+from .export import ExportOptions, export_figures, export_results, paper_figure
+from .panels import FigureItem, Skipped, TableItem, panel, registered_panels
+from .report import build_report, default_report_path, figures, load_report, tables, write_report
+
+__all__ = ["ExportOptions", "FigureItem", "Skipped", "TableItem", "build_report", "default_report_path",
+           "export_figures", "export_results", "figures", "load_report", "panel", "paper_figure",
+           "registered_panels", "tables", "write_report"]
