@@ -183,6 +183,8 @@ def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
 
     problem, provenance = problem_from_args(args)
     steps, options = _surface_steps(args, problem, dims)
+    if dims == [1, 2]:  # the full scan: curvature defaults too (top-5 eigenvalues, trace)
+        steps.append(_curvature_cli.default_scan_step(args))
     out = output_path(args, args.checkpoint)
     path = run_scan(problem, out, steps, base_settings(problem, provenance, **options),
                     resume=args.resume, overwrite=args.overwrite)
@@ -287,6 +289,8 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+from .curvature import cli as _curvature_cli  # noqa: E402  (needs the helpers above)
+
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: list[Command] = [
@@ -297,6 +301,7 @@ COMMANDS: list[Command] = [
     ("info", "print what a results file holds", _add_info, _run_info),
     ("noise", "gradient-noise covariance Σ, noise scales and their alignment with H", add_noise_arguments, run_noise),
     ("view", VIEW_HELP, add_view_arguments, run_view),
+    ("hessian", _curvature_cli.HELP, _curvature_cli.add_arguments, _curvature_cli.run),
 ]
 
 
