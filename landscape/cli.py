@@ -19,6 +19,7 @@ import torch
 
 from . import progress
 from .errors import LandscapeError
+from .curvature import cli as curvature_cli
 from .noise.cli import add_noise_arguments, add_noise_scan_arguments, noise_steps_from_args, run_noise
 from .views.cli import VIEW_HELP, add_view_arguments, run_view
 
@@ -50,7 +51,8 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
                    "(repeatable); evaluated wherever the loss is")
     g.add_argument("--trust", action="store_true", help="allow pickled Python objects in the checkpoint "
                    "(runs code from the file: only for files you trust)")
-    g.add_argument("--batch-size", type=int, metavar="B", help="batch size for evaluation passes")
+    g.add_argument("--eval-batch-size", type=int, metavar="B", help="batch size of the data passes "
+                   "(default: the data's own)")
     g.add_argument("--max-examples", type=int, metavar="N", help="use at most N examples of each split")
     g.add_argument("--max-batches", type=int, metavar="N", help="use at most N batches of each split")
     r = parser.add_argument_group("computation")
@@ -76,7 +78,7 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None):
     problem, provenance = load_problem(
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
-        bn_policy=args.bn, batch_size=args.batch_size, max_batches=args.max_batches,
+        bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
         max_examples=args.max_examples, metrics=metrics_from_args(args))
     return problem, provenance.as_attrs()
 
@@ -184,7 +186,7 @@ def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
     problem, provenance = problem_from_args(args)
     steps, options = _surface_steps(args, problem, dims)
     if dims == [1, 2]:  # the full scan: curvature defaults too (top-5 eigenvalues, trace)
-        steps.append(_curvature_cli.default_scan_step(args))
+        steps.append(curvature_cli.default_scan_step(args))
     out = output_path(args, args.checkpoint)
     path = run_scan(problem, out, steps, base_settings(problem, provenance, **options),
                     resume=args.resume, overwrite=args.overwrite)
@@ -289,8 +291,6 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-from .curvature import cli as _curvature_cli  # noqa: E402  (needs the helpers above)
-
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 
 COMMANDS: list[Command] = [
@@ -301,7 +301,7 @@ COMMANDS: list[Command] = [
     ("info", "print what a results file holds", _add_info, _run_info),
     ("noise", "gradient-noise covariance Σ, noise scales and their alignment with H", add_noise_arguments, run_noise),
     ("view", VIEW_HELP, add_view_arguments, run_view),
-    ("hessian", _curvature_cli.HELP, _curvature_cli.add_arguments, _curvature_cli.run),
+    ("hessian", curvature_cli.HELP, curvature_cli.add_arguments, curvature_cli.run),
 ]
 
 

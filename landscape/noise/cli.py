@@ -1,13 +1,12 @@
 """``landscape noise CKPT --examples N --batch-size B`` and the ``scan --noise`` options.
 
-In this command ``--batch-size`` is the SGD mini-batch size B the noise is reported for
-(as in the issue); the evaluation batch size of the data passes is ``--eval-batch-size``.
+``--batch-size`` is the SGD mini-batch size B the noise is reported for; the batch size of
+the data passes is the shared ``--eval-batch-size``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,8 @@ def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("checkpoint", help="checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)")
     add_problem_arguments(parser)
-    batch = parser._option_string_actions["--batch-size"]
-    batch.help = "SGD mini-batch size B the noise is reported for (Σ/B, tail index); required"
-    parser.add_argument("--eval-batch-size", type=int, metavar="B",
-                        help="batch size of the data passes (HVPs, loading); default: the data's own")
+    parser.add_argument("--batch-size", type=int, metavar="B",
+                        help="SGD mini-batch size B the noise is reported for (Σ/B, tail index); required")
     _noise_options(parser.add_argument_group("gradient noise"), "")
     parser.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
@@ -73,9 +70,7 @@ def run_noise(args: argparse.Namespace) -> int:
         raise LandscapeError("noise: --batch-size B is required (the SGD mini-batch size the noise is for)")
     if args.batch_size < 1:
         raise LandscapeError(f"--batch-size must be a positive integer, got {args.batch_size}")
-    loading = copy.copy(args)
-    loading.batch_size = args.eval_batch_size
-    problem, provenance = problem_from_args(loading)
+    problem, provenance = problem_from_args(args)
     step = noise_step(args.examples, args.batch_size, k=args.k, split=args.split, seed=args.seed,
                       hessian=not args.no_hessian,
                       two_batch_sizes=tuple(args.two_batch_sizes) if args.two_batch_sizes else None,
