@@ -175,14 +175,16 @@ class ResultsWriter:
             raise LandscapeError(f"cannot resume: '{self.partial}' is damaged ({exc}); start over "
                                  "with --overwrite") from None
         stored = {k: read_attr(v) for k, v in handle.attrs.items()}
-        differing = [k for k in self.must_match
-                     if _comparable(stored.get(k, attr_value(None))) != _comparable(attr_value(self.settings.get(k)))]
+        # a key only one side has belongs to a command the other did not run (e.g. a surface
+        # option when adding Hessian results): only keys both sides set must agree
+        differing = [k for k in self.must_match if k in stored and k in self.settings
+                     and _comparable(stored[k]) != _comparable(attr_value(self.settings[k]))]
         if differing:
             handle.close()
             detail = "; ".join(f"{k}: {stored.get(k)!r} then, {self.settings.get(k)!r} now" for k in differing[:3])
             raise LandscapeError(f"cannot resume '{self.partial}': settings differ from the "
                                  f"interrupted scan ({detail}); rerun with the same options or --overwrite")
-        set_attrs(handle, {"complete": False})
+        set_attrs(handle, {**{k: v for k, v in self.settings.items() if k not in stored}, "complete": False})
         return handle
 
     def finish(self) -> Path:

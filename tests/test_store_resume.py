@@ -259,3 +259,18 @@ def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_pat
     with open_results(tmp_path / "r.h5") as h5:
         assert read_attr(h5.attrs["complete"]) is True
         np.testing.assert_array_equal(h5["surfaces/1d/train/loss"][()], before)
+
+
+def test_resume_adds_other_analyses_to_a_finished_file_and_records_their_settings(tmp_path, capsys):
+    torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
+    common = [str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
+              "--loss", "cross_entropy", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    assert cli.main(["hessian", *common, "--top", "2"]) == 0
+    with h5py.File(tmp_path / "r.h5", "r") as h5:
+        eigenvalues = h5["curvature/hessian_top/eigenvalues"][()]
+        assert "normalization" not in h5.attrs
+    assert cli.main(["surface", *common, "--dims", "1", "--points", "3", "--resume"]) == 0, capsys.readouterr().err
+    with open_results(tmp_path / "r.h5") as h5:
+        assert read_attr(h5.attrs["normalization"]) == "filter"  # the new command's settings are recorded
+        assert h5["surfaces/1d/done"][()].all()
+        np.testing.assert_array_equal(h5["curvature/hessian_top/eigenvalues"][()], eigenvalues)
