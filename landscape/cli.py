@@ -108,6 +108,9 @@ def add_surface_arguments(parser: argparse.ArgumentParser, *, dims: bool) -> Non
     s.add_argument("--range", type=float, nargs="+", metavar="X", dest="span",
                    help="axis range: MIN MAX for all axes, or MIN MAX MIN MAX (default -1 1)")
     s.add_argument("--splits", help="comma-separated data splits to evaluate (default: all)")
+    s.add_argument("--directions", choices=["random", "hessian"], default="random",
+                   help="random Gaussian directions, or the top Hessian eigenvectors (unit norm, "
+                   "so the axes are in parameter-space distance)")
     s.add_argument("--normalization", choices=["filter", "layer", "none"], default="filter",
                    help="scale random directions per filter (Li et al.), per layer or not at all")
     s.add_argument("--include-1d", action="store_true", help="perturb 1-D tensors (biases, "
@@ -167,15 +170,20 @@ def _surface_steps(args: argparse.Namespace, problem: Any, dims: list[int]) -> t
     from .scan import SurfaceSpec, directions_step, surface_step
 
     splits = splits_from_args(args, problem)
-    make = lambda: random_directions(problem.params, max(dims), seed=args.seed,  # noqa: E731
-                                     normalization=args.normalization, include_1d=args.include_1d,
-                                     orthogonal=args.orthogonal)
-    steps = [directions_step(make)]
+    def make() -> list:
+        if args.directions == "hessian":
+            return curvature_cli.hessian_directions(problem, max(dims), seed=args.seed)
+        return random_directions(problem.params, max(dims), seed=args.seed, normalization=args.normalization,
+                                 include_1d=args.include_1d, orthogonal=args.orthogonal)
+
+    steps = [directions_step([f"d{k}" for k in range(max(dims))], make)]
     for ndim in dims:
         spec = SurfaceSpec(f"{ndim}d", [f"d{k}" for k in range(ndim)], axes_from_args(args, ndim), splits)
         steps.append(surface_step(spec))
     steps += noise_steps_from_args(args)  # `scan --noise`; none for other commands
-    settings = {"seed": args.seed, "normalization": args.normalization, "include_1d": args.include_1d,
+    settings = {"seed": args.seed, "directions": args.directions,
+                "normalization": args.normalization if args.directions == "random" else "none (unit norm)",
+                "include_1d": args.include_1d,
                 "orthogonal": args.orthogonal, "metric_specs": list(args.metric)}
     return steps, settings
 
@@ -253,7 +261,7 @@ def _run_interpolate(args: argparse.Namespace) -> int:
             args.span = [*default, -0.5, 1.5]
         axes = axes_from_args(args, 2)
         spec = SurfaceSpec("plane", ["d0", "d1"], axes, splits, markers, labels)
-    steps = [directions_step(lambda: made), surface_step(spec, origin=thetas[0])]
+    steps = [directions_step([d.name for d in made], lambda: made), surface_step(spec, origin=thetas[0])]
     settings = base_settings(problem, provenance, seed=args.seed, normalization="none", include_1d=True,
                              checkpoints=[str(p) for p in args.checkpoints])
     out = args.output or Path(f"{Path(args.checkpoints[0]).stem}.interpolation.h5")

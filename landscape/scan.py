@@ -33,17 +33,19 @@ class ScanStep:
 
 
 # Root attributes that must be equal for a scan to be resumed.
-RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype",
+RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype", "directions",
                "bn_policy", "normalization", "include_1d", "orthogonal", "checkpoints",
                "num_examples_train", "num_examples_test")
 
 
-def directions_step(make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:
-    """Write the directions once; a resumed scan reads them back instead of redrawing."""
+def directions_step(names: Sequence[str], make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:
+    """Write directions ``names`` once; a resumed scan reads them back instead of calling
+    ``make`` again (which may be costly, e.g. Hessian eigenvectors)."""
     def run(_problem: Problem, writer: ResultsWriter) -> None:
-        directions = make()  # cheap; its names say which groups a finished step has written
-        if all(writer.has_group(f"directions/{d.name}") for d in directions):
+        if all(writer.has_group(f"directions/{name}") for name in names):
             return
+        directions = list(make())
+        assert [d.name for d in directions] == list(names), "make() must return the named directions"
         writer.write_directions(directions)
     return ScanStep("directions", run)
 

@@ -58,7 +58,7 @@ def exercise(problem: Problem, tmp_path) -> None:
     if problem.bn_policy == "recompute":
         problem.recompute_bn_buffers({n: p * 1.1 for n, p in problem.params.items()})
     spec = SurfaceSpec("1d", ["d0"], [np.linspace(-1, 1, 4)], problem.split_names)
-    run_scan(problem, tmp_path / "scan.h5", [directions_step(lambda: dirs), surface_step(spec)],
+    run_scan(problem, tmp_path / "scan.h5", [directions_step([d.name for d in dirs], lambda: dirs), surface_step(spec)],
              {"seed": 0})
 
 

@@ -199,3 +199,29 @@ def test_divergent_points_are_stored_as_non_finite_and_marked_done():
     loss = result.values["train"]["loss"]
     assert result.done.all()
     assert not np.isfinite(loss).all() and np.isfinite(loss[2, 2])
+
+
+# ---------------------------------------------------------------------------- Hessian directions
+def test_surface_along_the_top_hessian_eigenvector_bends_with_its_eigenvalue(tmp_path):
+    """`--directions hessian`: d0 is the unit top eigenvector, so L(α) ≈ L(0) + ½λ₁α² near 0.
+
+    Float64; a central second difference with α = ±1e-3 has O(α²) truncation error from the
+    third/fourth derivatives, far below the rtol 1e-4 used here; a random or unnormalized
+    direction would miss by orders of magnitude.
+    """
+    from landscape import cli
+    from landscape.store import open_results
+
+    torch.save(models.mlp().double().state_dict(), tmp_path / "m.pt")
+    out = tmp_path / "h.h5"
+    assert cli.main(["surface", str(tmp_path / "m.pt"), "--model", "tests.models:mlp", "--data",
+                     "tests.models:vector_data", "--loss", "cross_entropy", "--dtype", "float64",
+                     "--directions", "hessian", "--dims", "1", "--points", "3", "--range", "-0.001", "0.001",
+                     "--splits", "train", "--quiet", "--no-report", "-o", str(out)]) == 0
+    with open_results(out) as h5:
+        loss = h5["surfaces/1d/train/loss"][()]
+        eigenvalue = h5["directions/d0"].attrs["eigenvalue"]
+        norm = np.sqrt(sum((h5[f"directions/d0/{n}"][()] ** 2).sum() for n in h5["directions/d0"]))
+    second_difference = (loss[0] - 2 * loss[1] + loss[2]) / 1e-3 ** 2
+    assert norm == pytest.approx(1.0, rel=1e-10)
+    assert second_difference == pytest.approx(eigenvalue, rel=1e-4)

@@ -166,7 +166,7 @@ def _write_real_scan(path: Path, *, model_spec: str = "digits_mlp", extras: bool
     interp = NamedDirection("interp", {n: problem.params[n] - init[n] for n in init},
                             {"kind": "interpolation", "normalization": "none"})
     steps = [
-        directions_step(lambda: [*random_directions(problem.params, 2, seed=0), interp]),
+        directions_step(["d0", "d1", "interp"], lambda: [*random_directions(problem.params, 2, seed=0), interp]),
         surface_step(SurfaceSpec("1d", ["d0"], [np.linspace(-1, 1, 21)], ["train", "test"])),
         surface_step(SurfaceSpec(surface_name, ["d0", "d1"], [np.linspace(-1, 1, points_2d)] * 2,
                                  ["train", "test"])),
