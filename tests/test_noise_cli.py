@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MLP = str(ROOT / "data" / "digits_mlp.pt")
 SMALL = ["--max-examples", "96", "--quiet", "--no-report"]
 
-# The names the report panels read (docs/schema_noise.md); keep them.
+# The names the report panels read (docs/architecture.md, "Gradient-noise group"); keep them.
 ATTRS = ["num_examples", "batch_size", "method", "seed", "split", "trace_sigma", "grad_norm_sq", "b_simple",
          "b_noise", "b_simple_two_batch", "tr_h_sigma", "tr_h_sigma_isotropic", "tail_index",
          "minibatch_scale_with_replacement", "minibatch_scale_without_replacement"]

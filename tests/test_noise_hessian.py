@@ -15,8 +15,8 @@ from torch import nn
 from torch.func import hessian
 
 from landscape import Problem
+from landscape.curvature import HessianOperator, estimate_trace, lanczos
 from landscape.noise import (CovarianceOperator, covariance_spectrum, gradient_noise,
-                             hessian_top_eigen, hessian_trace, hessian_vector_products,
                              per_example_gradients, subspace_overlap, trace_h_sigma)
 from landscape.problem import flatten, unflatten
 
@@ -56,25 +56,26 @@ def setup():
 def test_hessian_vector_products_equal_dense_hessian(setup):
     problem, h, _ = setup
     v = torch.randn(5, h.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    hv = hessian_vector_products(problem, v)
+    hv = HessianOperator(problem).matmat(v.T).T
     assert (hv - v @ h).abs().max() < 1e-10 * h.abs().max()
-    assert (hessian_vector_products(problem, v[0]) - h @ v[0]).abs().max() < 1e-10 * h.abs().max()
+    assert (HessianOperator(problem).matvec(v[0]) - h @ v[0]).abs().max() < 1e-10 * h.abs().max()
 
 
 def test_hessian_top_eigen_and_trace(setup):
     problem, h, _ = setup
     values = torch.linalg.eigvalsh(h).flip(0)
-    top = hessian_top_eigen(problem, 4, tol=1e-10)
-    assert top.converged
+    op = HessianOperator(problem)
+    top = lanczos(op, 4, tol=1e-10, return_eigenvectors=True)
+    assert top.all_converged
     assert torch.allclose(top.eigenvalues, values[:4], rtol=1e-8)
-    trace = hessian_trace(problem)  # d = 83 ≤ 512: exact with basis vectors
-    assert trace.exact and trace.value == pytest.approx(float(torch.trace(h)), rel=1e-10)
-    hutchinson = hessian_trace(problem, exact_max_dim=0, num_probes=200, seed=3)
+    trace = estimate_trace(op, method="exact")  # d = 83: exact with basis vectors
+    assert trace.exact and trace.estimate == pytest.approx(float(torch.trace(h)), rel=1e-10)
+    hutchinson = estimate_trace(op, 200, method="hutchinson", seed=3)
     assert not hutchinson.exact and hutchinson.stderr > 0
-    assert abs(hutchinson.value - float(torch.trace(h))) < 4 * hutchinson.stderr
+    assert abs(hutchinson.estimate - float(torch.trace(h))) < 4 * hutchinson.stderr
     # deflating the top eigenpairs: still unbiased, and a smaller standard error
-    deflated = hessian_trace(problem, exact_max_dim=0, num_probes=200, seed=3, deflate=top)
-    assert abs(deflated.value - float(torch.trace(h))) < 4 * deflated.stderr
+    deflated = estimate_trace(op, 200, method="hutchinson", seed=3, deflate=top)
+    assert abs(deflated.estimate - float(torch.trace(h))) < 4 * deflated.stderr
     assert deflated.stderr < hutchinson.stderr
 
 
@@ -85,21 +86,21 @@ def test_trace_h_sigma_exact_and_deflated(setup):
     truth = float(torch.trace(h @ sigma))
     spectrum = covariance_spectrum(op, 10)
     exact = trace_h_sigma(problem, op, spectrum)
-    assert exact.exact and exact.value == pytest.approx(truth, rel=1e-10)
+    assert exact.exact and exact.estimate == pytest.approx(truth, rel=1e-10)
     # deflated Hutchinson: unbiased, judged in its own standard errors
     deflated = trace_h_sigma(problem, op, spectrum, exact_max_examples=0, num_probes=64, seed=5)
     assert not deflated.exact and deflated.stderr > 0
-    assert abs(deflated.value - truth) < 4 * deflated.stderr
+    assert abs(deflated.estimate - truth) < 4 * deflated.stderr
     # deflating the whole range of Σ leaves nothing random: exact again
     full = covariance_spectrum(op, op.num_examples - 1)
     assert full.eigenvalues.numel() < h.shape[0]  # softmax makes Σ rank-deficient: numerical rank
     complete = trace_h_sigma(problem, op, full, exact_max_examples=0, num_probes=8)
-    assert complete.value == pytest.approx(truth, rel=1e-8)
+    assert complete.estimate == pytest.approx(truth, rel=1e-8)
     few = CovarianceOperator.from_gradients(grads[:30])  # n < d: rank n − 1 = 29
     few_truth = float(torch.trace(h @ few.centered.T @ few.centered)) / 30
     few_full = covariance_spectrum(few, 29)
     assert few_full.eigenvalues.numel() == 29
-    assert trace_h_sigma(problem, few, few_full, exact_max_examples=0).value == pytest.approx(few_truth, rel=1e-10)
+    assert trace_h_sigma(problem, few, few_full, exact_max_examples=0).estimate == pytest.approx(few_truth, rel=1e-10)
 
 
 def test_gradient_noise_hessian_statistics_against_dense(setup):
@@ -111,7 +112,7 @@ def test_gradient_noise_hessian_statistics_against_dense(setup):
     sigma = (grads - g).T @ (grads - g) / grads.shape[0]
     d = h.shape[0]
     assert alignment.g_h_g == pytest.approx(float(g @ h @ g), rel=1e-10)
-    assert alignment.tr_h_sigma.value == pytest.approx(float(torch.trace(h @ sigma)), rel=1e-10)
+    assert alignment.tr_h_sigma.estimate == pytest.approx(float(torch.trace(h @ sigma)), rel=1e-10)
     assert result.hessian.b_noise == pytest.approx(float(torch.trace(h @ sigma) / (g @ h @ g)), rel=1e-9)
     assert alignment.tr_h_sigma_isotropic == pytest.approx(
         float(torch.trace(sigma) * torch.trace(h) / d), rel=1e-10)
@@ -135,6 +136,6 @@ def test_subspace_overlap_limits():
 
 def test_precomputed_hessian_eigenvectors_are_used(setup):
     problem, h, _ = setup
-    top = hessian_top_eigen(problem, 3, tol=1e-10)
+    top = lanczos(HessianOperator(problem), 3, tol=1e-10, return_eigenvectors=True)
     result = gradient_noise(problem, batch_size=8, k=3, hessian_eigen=top, show_progress=False)
     assert result.hessian.eigen is top

@@ -45,7 +45,8 @@ class EigenResult:
 
     ``eigenvalues`` [k] float64 (LA: descending, SA: ascending, LM: by |λ| descending);
     ``residuals`` [k] relative ‖Ay − θy‖/|θ|; ``residual_norms`` [k] absolute;
-    ``converged`` [k] bool; ``eigenvectors`` [D, k] (unit columns) or None.
+    ``converged`` [k] bool; ``eigenvectors`` [D, k] (unit columns) or None; ``method``
+    says what produced it ("lanczos" here; e.g. "gram" for Σ's exact small-n path).
     """
 
     eigenvalues: Tensor
@@ -62,6 +63,7 @@ class EigenResult:
     basis_size: int
     seed: int
     extra: dict[str, Any] = field(default_factory=dict)
+    method: str = "lanczos"
 
     @property
     def all_converged(self) -> bool:
@@ -226,7 +228,7 @@ def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coef
         vectors = vectors * torch.where(peaks < 0, -1.0, 1.0).to(vectors.dtype)
     return EigenResult(
         eigenvalues=eigenvalues,
-        residuals=_relative(residual_norms, eigenvalues),
+        residuals=relative_residuals(residual_norms, eigenvalues),
         residual_norms=residual_norms,
         converged=residual_norms <= bound,
         eigenvectors=vectors,
@@ -237,7 +239,7 @@ def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coef
     )
 
 
-def _relative(norms: Tensor, values: Tensor) -> Tensor:
+def relative_residuals(norms: Tensor, values: Tensor) -> Tensor:
     """‖r‖/|θ|, with 0 for an exact zero pair (‖r‖ = θ = 0) instead of NaN."""
     magnitude = values.abs()
     return torch.where(magnitude > 0, norms / magnitude.clamp(min=torch.finfo(torch.float64).tiny),

@@ -26,6 +26,8 @@ from torch.func import grad, jvp, vjp, vmap
 from torch.utils._pytree import tree_map
 
 from ..errors import LandscapeError
+from ..per_example import GradientMethod, batch_example_gradients
+from ..per_example import examples_per_chunk as default_examples_per_chunk
 from ..problem import Batch, Params, Problem
 
 HVPMode = Literal["auto", "reverse", "forward", "autograd"]
@@ -434,18 +436,19 @@ class GGNOperator(ProblemOperator):
 class EmpiricalFisherOperator(ProblemOperator):
     """Empirical Fisher (1/N) Σ_i g_i g_iᵀ, g_i the gradient of example i's loss at θ*.
 
-    Per-example gradients come from ``vmap(grad)`` over examples (exact, no sampling),
-    ``examples_per_chunk`` at a time to bound memory (default from the memory budget).
-    Example i's loss is the user's loss on a batch holding only that example.
+    Per-example gradients come from :func:`landscape.per_example.batch_example_gradients`
+    (``vmap(grad)`` over examples, exact, no sampling; a single-example loop where the model
+    has no batching rule), ``examples_per_chunk`` at a time to bound memory (default from
+    the memory budget, as for the gradient-noise analysis). Example i's loss is the user's
+    loss on a batch holding only that example.
     """
 
     name = "empirical_fisher"
 
     def __init__(self, problem: Problem, *, examples_per_chunk: int | None = None, **kwargs: Any) -> None:
         super().__init__(problem, **kwargs)
-        bytes_per_grad = self.size * torch.tensor([], dtype=self.dtype).element_size()
-        self.examples_per_chunk = examples_per_chunk or max(
-            1, min(1024, problem.memory_budget_bytes // (4 * bytes_per_grad)))
+        self.examples_per_chunk = examples_per_chunk or default_examples_per_chunk(problem)
+        self._gradient_method: GradientMethod = "vmap"  # becomes "loop" once vmap has failed
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         total = torch.zeros_like(vectors)
@@ -457,19 +460,9 @@ class EmpiricalFisherOperator(ProblemOperator):
 
     def per_example_gradients(self, batch: Batch) -> Tensor:
         """``[n, D]`` gradients of each example's loss over the selected parameters."""
-        problem = self.problem
-
-        def example_loss(p: Params, inputs: Any, target: Tensor) -> Tensor:
-            one = tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, inputs)
-            return problem.loss_fn(problem.forward(p, one), target.unsqueeze(0))
-
-        try:
-            grads = vmap(grad(example_loss), in_dims=(None, 0, 0))(self.selected, batch.inputs, batch.target)
-        except Exception:
-            rows = [grad(example_loss)(self.selected, tree_map(lambda t: t[i], batch.inputs), batch.target[i])
-                    for i in range(batch.size)]
-            grads = {n: torch.stack([r[n] for r in rows]) for n in self.names}
-        return _join_columns(grads, self.names).T
+        grads, self._gradient_method = batch_example_gradients(self.problem, batch, self.selected,
+                                                               self._gradient_method)
+        return grads
 
 
 OPERATORS: dict[str, type[ProblemOperator]] = {

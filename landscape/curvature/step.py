@@ -1,6 +1,6 @@
 """Curvature analyses of a Problem, their HDF5 groups and the scan step.
 
-Groups (documented in docs/schema_curvature.md): ``curvature/hessian_top``,
+Groups (documented in docs/architecture.md): ``curvature/hessian_top``,
 ``curvature/hessian_bottom``, ``curvature/trace``, ``curvature/density``. Each is written
 once, complete, with its parameters as attributes; a resumed scan skips finished groups.
 """

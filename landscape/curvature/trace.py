@@ -8,6 +8,12 @@ Hutch++ (Meyer et al. 2021): a third of the products sketch the dominant range Q
 remainder (I−QQᵀ)A(I−QQᵀ) with Hutchinson. The stored samples are tr(QᵀAQ) + zᵀÃz, so
 their mean is the estimate and their standard error is the (conditional on Q) error.
 Probes are applied ``probes_per_pass`` at a time with ``matmat``.
+
+Exact: Σ_i e_iᵀAe_i with every basis vector (``size`` products; small operators only).
+
+Deflation by known eigenpairs (λ_j, u_j) of A, e.g. from Lanczos: tr A = Σ_j λ_j +
+tr((I − UUᵀ)A(I − UUᵀ)), the remainder by Hutchinson with projected probes — which cuts
+the variance when a few outlying eigenvalues dominate, as they do in trained networks.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch
 from torch import Tensor
 
 from ..errors import LandscapeError
+from .lanczos import EigenResult
 from .operators import LinearOperator, as_operator
 
-TraceMethod = Literal["hutchinson", "hutch++"]
+TraceMethod = Literal["hutchinson", "hutch++", "exact"]
 
 
 @dataclass
@@ -45,6 +52,11 @@ class TraceResult:
                 "stderr": self.stderr, "seed": self.seed, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes}
 
+    @property
+    def exact(self) -> bool:
+        """True for the exact method (no sampling error)."""
+        return self.method == "exact"
+
 
 def rademacher(size: int, count: int, generator: torch.Generator, dtype: torch.dtype,
                device: torch.device) -> Tensor:
@@ -64,29 +76,45 @@ def _stderr(samples: Tensor) -> float:
 
 def estimate_trace(operator: LinearOperator | Tensor, num_probes: int = 30, *,
                    method: TraceMethod = "hutch++", seed: int = 0, probes_per_pass: int = 10,
-                   diagonal: bool = False) -> TraceResult:
-    """tr(A) with ``num_probes`` operator products in all (Hutch++ spends a third on the sketch).
+                   diagonal: bool = False, deflate: EigenResult | None = None) -> TraceResult:
+    """tr(A) with ``num_probes`` operator products in all (Hutch++ spends a third on the sketch;
+    'exact' ignores ``num_probes`` and spends ``size`` products, ``probes_per_pass`` per pass).
 
     ``diagonal``: also return Hutchinson's diagonal estimate E[z ⊙ Az] with per-entry stderr
-    (from the plain Hutchinson probes, so it needs ``method='hutchinson'``).
+    (from the plain Hutchinson probes, so it needs ``method='hutchinson'``), or the exact
+    diagonal with ``method='exact'``. ``deflate``: eigenpairs of A (with eigenvectors) whose
+    eigenvalues are added exactly and whose span is projected out of Hutchinson's probes.
     """
     op = as_operator(operator)
-    if method not in ("hutchinson", "hutch++"):
-        raise LandscapeError(f"trace method must be 'hutchinson' or 'hutch++', got {method!r}")
+    if method not in ("hutchinson", "hutch++", "exact"):
+        raise LandscapeError(f"trace method must be 'hutchinson', 'hutch++' or 'exact', got {method!r}")
+    if method == "exact":
+        return _exact_trace(op, probes_per_pass, seed)
     minimum = 2 if method == "hutchinson" else 6
     if num_probes < minimum:
         raise LandscapeError(f"trace: {method} needs at least {minimum} probes for a standard error, "
                              f"got {num_probes}")
     if diagonal and method != "hutchinson":
-        raise LandscapeError("trace: the diagonal estimate comes with method='hutchinson'")
+        raise LandscapeError("trace: the diagonal estimate comes with method='hutchinson' or 'exact'")
+    if deflate is not None and (method != "hutchinson" or diagonal):
+        raise LandscapeError("trace: deflation by known eigenpairs comes with method='hutchinson' "
+                             "and no diagonal (Hutch++ finds its own deflation)")
+    if deflate is not None and deflate.eigenvectors is None:
+        raise LandscapeError("trace: deflate needs eigenvectors; run lanczos with return_eigenvectors=True")
     gen = torch.Generator().manual_seed(seed)
     passes, matvecs = op.num_data_passes, op.num_matvecs
     diag = diag_err = None
     if method == "hutchinson":
         probes = rademacher(op.size, num_probes, gen, op.dtype, op.device)
+        known = 0.0
+        if deflate is not None:
+            u = deflate.eigenvectors.to(device=op.device, dtype=torch.float64)
+            probes = probes.to(torch.float64)
+            probes = (probes - u @ (u.T @ probes)).to(op.dtype)
+            known = float(deflate.eigenvalues.sum())
         products = _apply(op, probes, probes_per_pass)
         probes64 = probes.to(torch.float64)
-        samples = (probes64 * products).sum(dim=0)
+        samples = known + (probes64 * products).sum(dim=0)
         if diagonal:
             per_entry = probes64 * products
             diag = per_entry.mean(dim=1)
@@ -108,3 +136,20 @@ def estimate_trace(operator: LinearOperator | Tensor, num_probes: int = 30, *,
                        num_data_passes=op.num_data_passes - passes, seed=seed,
                        diagonal=None if diag is None else diag.cpu(),
                        diagonal_stderr=None if diag_err is None else diag_err.cpu())
+
+
+def _exact_trace(op: LinearOperator, per_pass: int, seed: int) -> TraceResult:
+    """Σ_i e_iᵀAe_i: the diagonal from the identity's columns, ``per_pass`` at a time."""
+    passes, matvecs = op.num_data_passes, op.num_matvecs
+    parts = []
+    for start in range(0, op.size, per_pass):
+        width = min(per_pass, op.size - start)
+        columns = torch.zeros(op.size, width, dtype=op.dtype, device=op.device)
+        columns[start:start + width] = torch.eye(width, dtype=op.dtype, device=op.device)
+        parts.append(op.matmat(columns)[start:start + width].diagonal().to(torch.float64))
+    diag = torch.cat(parts).cpu()
+    total = diag.sum()
+    return TraceResult(estimate=float(total), stderr=0.0, samples=total.reshape(1), method="exact",
+                       num_probes=op.size, num_matvecs=op.num_matvecs - matvecs,
+                       num_data_passes=op.num_data_passes - passes, seed=seed,
+                       diagonal=diag, diagonal_stderr=torch.zeros_like(diag))

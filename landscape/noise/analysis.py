@@ -8,19 +8,21 @@ selects flat minima. This module measures it at θ*.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..curvature.lanczos import EigenResult, lanczos
+from ..curvature.operators import HessianOperator, LinearOperator
+from ..curvature.trace import TraceResult, estimate_trace
 from ..errors import LandscapeError
+from ..per_example import check_mean_reduction, per_example_gradients, select_examples
 from ..problem import Problem
+from ..progress import progress
 from .covariance import (CovarianceOperator, TwoBatchEstimate, covariance_spectrum, minibatch_scales,
                          noise_tail_index, two_batch_noise_scale)
-from .hessian import TraceEstimate, hessian_top_eigen, hessian_trace, hessian_vector_products
-from .lanczos import EigenResult
-from .per_example import check_mean_reduction, per_example_gradients, select_examples
 
 GROUP = "noise"
 
@@ -29,12 +31,12 @@ GROUP = "noise"
 class HessianAlignment:
     """How Σ sits against the Hessian H of the empirical risk."""
 
-    tr_h_sigma: TraceEstimate  # tr(HΣ)
-    trace_h: TraceEstimate  # tr H
+    tr_h_sigma: TraceResult  # tr(HΣ)
+    trace_h: TraceResult  # tr H
     tr_h_sigma_isotropic: float  # tr(H · (tr Σ / d) I) = tr Σ · tr H / d
     g_h_g: float  # ḡᵀHḡ
     b_noise: float  # tr(HΣ) / ḡᵀHḡ (NaN when ḡᵀHḡ ≤ 0)
-    eigen: EigenResult | None  # top-k of H
+    eigen: EigenResult | None  # top-k of H (with eigenvectors)
     overlap: Tensor | None  # [k] cumulative subspace overlap of Σ's and H's top-k
 
 
@@ -64,7 +66,7 @@ class NoiseResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_group(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(attrs, arrays) for ``writer.write_group("noise", ...)``; see docs/schema_noise.md."""
+        """(attrs, arrays) for ``writer.write_group("noise", ...)``; see docs/architecture.md."""
         k = int(self.spectrum.eigenvalues.numel())
         h = self.hessian
         nan = math.nan
@@ -80,7 +82,7 @@ class NoiseResult:
             "k": k,
             "covariance_normalization": "1/n",
             "spectrum_method": self.spectrum.method,
-            "spectrum_converged": self.spectrum.converged,
+            "spectrum_converged": self.spectrum.all_converged,
             "trace_sigma": self.trace_sigma,
             "trace_sigma_stderr": self.trace_sigma_stderr,
             "grad_norm_sq": self.grad_norm_sq,
@@ -97,26 +99,26 @@ class NoiseResult:
             "tail_index": self.tail_index,
             "hessian_computed": h is not None,
             "b_noise": h.b_noise if h else nan,
-            "tr_h_sigma": h.tr_h_sigma.value if h else nan,
+            "tr_h_sigma": h.tr_h_sigma.estimate if h else nan,
             "tr_h_sigma_stderr": h.tr_h_sigma.stderr if h else nan,
             "tr_h_sigma_exact": h.tr_h_sigma.exact if h else False,
             "tr_h_sigma_isotropic": h.tr_h_sigma_isotropic if h else nan,
-            "trace_hessian": h.trace_h.value if h else nan,
+            "trace_hessian": h.trace_h.estimate if h else nan,
             "trace_hessian_stderr": h.trace_h.stderr if h else nan,
             "g_h_g": h.g_h_g if h else nan,
-            "hessian_eigen_converged": bool(h.eigen.converged) if h and h.eigen else False,
+            "hessian_eigen_converged": h.eigen.all_converged if h and h.eigen else False,
             **self.extra,
         }
         arrays: dict[str, Any] = {
             "eigenvalues": self.spectrum.eigenvalues.to(torch.float64),
-            "eigenvalue_residuals": self.spectrum.residuals.to(torch.float64),
+            "eigenvalue_residuals": self.spectrum.residual_norms.to(torch.float64),
             "example_grad_norms": self.example_grad_norms.to(torch.float64),
         }
         if h is not None and h.overlap is not None:
             arrays["overlap"] = h.overlap.to(torch.float64)
         if h is not None and h.eigen is not None:
             arrays["hessian_eigenvalues"] = h.eigen.eigenvalues.to(torch.float64)
-            arrays["hessian_eigenvalue_residuals"] = h.eigen.residuals.to(torch.float64)
+            arrays["hessian_eigenvalue_residuals"] = h.eigen.residual_norms.to(torch.float64)
         return attrs, arrays
 
 
@@ -130,55 +132,96 @@ def subspace_overlap(a: Tensor, b: Tensor) -> Tensor:
     return torch.stack([cross[:j, :j].sum() / j for j in range(1, k + 1)])
 
 
-def trace_h_sigma(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
+class CongruenceOperator(LinearOperator):
+    """z ↦ B A Bᵀ z for a d×d operator A and rows B [n, d]: n×n, trace tr(A BᵀB)."""
+
+    name = "congruence"
+
+    def __init__(self, inner: LinearOperator, rows: Tensor) -> None:
+        super().__init__(int(rows.shape[0]), inner.dtype, inner.device)
+        self.inner = inner
+        self.rows = rows.to(device=inner.device, dtype=inner.dtype)
+
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        return self.rows @ self.inner.matmat(self.rows.T @ vectors)
+
+
+def hessian_operator(problem: Problem | LinearOperator, split: str = "train") -> LinearOperator:
+    """The curvature engine's Hessian of the empirical risk on ``split`` (an operator passes through)."""
+    return problem if isinstance(problem, LinearOperator) else HessianOperator(problem, split=split)
+
+
+def trace_h_sigma(hessian: Problem | LinearOperator, op: CovarianceOperator, spectrum: EigenResult, *,
                   split: str = "train", exact_max_examples: int = 128, num_probes: int = 32,
-                  seed: int = 0) -> TraceEstimate:
-    """tr(HΣ) = (1/n) Σ_i c_iᵀ H c_i over the centered gradients c_i.
+                  seed: int = 0) -> TraceResult:
+    """tr(HΣ) = (1/n) Σ_i c_iᵀ H c_i over the centered gradients c_i, i.e. the trace of the
+    n×n operator B H Bᵀ with B = G_c/√n.
 
     Exact (n HVPs) for n ≤ ``exact_max_examples``. Otherwise deflated: the top-k part
-    Σ_j λ_j u_jᵀHu_j exactly, plus a Hutchinson estimate of tr(H Σ_rest) with probes
-    v = (I − UUᵀ) G_cᵀz / √n, z Rademacher (E vvᵀ = Σ_rest), and its standard error.
+    Σ_j λ_j u_jᵀHu_j exactly, plus Hutchinson on B_rest H B_restᵀ with B_rest = G_c(I − UUᵀ)/√n
+    (probes v = B_restᵀz, z Rademacher, so E vvᵀ = Σ_rest), and its standard error.
     """
+    h = hessian_operator(hessian, split)
     n = op.num_examples
+    centered = op.centered.to(torch.float64) / math.sqrt(n)
     if n <= exact_max_examples:
-        hc = hessian_vector_products(problem, op.centered, split)
-        value = float((hc.to(torch.float64) * op.centered.to(torch.float64)).sum()) / n
-        return TraceEstimate(value, 0.0, True, n)
-    u = spectrum.eigenvectors.to(torch.float64)
-    hu = hessian_vector_products(problem, u.T.to(op.centered.dtype), split).to(torch.float64)
-    top = float((spectrum.eigenvalues.to(u.device) * (hu * u.T).sum(1)).sum())
-    generator = torch.Generator().manual_seed(seed)
-    z = (torch.randint(0, 2, (num_probes, n), generator=generator) * 2 - 1).to(u.device, torch.float64)
-    probes = z @ op.centered.to(torch.float64) / math.sqrt(n)
-    probes = probes - (probes @ u) @ u.T
-    hv = hessian_vector_products(problem, probes.to(op.centered.dtype), split).to(torch.float64)
-    samples = (hv * probes).sum(1)
-    return TraceEstimate(top + float(samples.mean()), float(samples.std()) / math.sqrt(num_probes),
-                         False, u.shape[1] + num_probes)
+        return estimate_trace(CongruenceOperator(h, centered), method="exact", seed=seed,
+                              probes_per_pass=min(n, 256))
+    if spectrum.eigenvectors is None:
+        raise LandscapeError("tr(HΣ): the deflated estimate needs Σ's eigenvectors")
+    u = spectrum.eigenvectors.to(device=centered.device, dtype=torch.float64)
+    hu = h.matmat(u.to(h.dtype)).to(torch.float64)
+    top = float((spectrum.eigenvalues.to(u.device) * (hu * u).sum(0)).sum())
+    rest = estimate_trace(CongruenceOperator(h, centered - (centered @ u) @ u.T), num_probes,
+                          method="hutchinson", seed=seed)
+    return replace(rest, estimate=top + rest.estimate, samples=top + rest.samples,
+                   num_matvecs=rest.num_matvecs + u.shape[1])
 
 
 def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
                       split: str = "train", hessian_eigen: EigenResult | None = None,
                       compute_eigen: bool = True, seed: int = 0, exact_max_examples: int = 128,
-                      num_probes: int = 32, show_progress: bool = False) -> HessianAlignment:
-    """tr(HΣ), its isotropic reference, B_noise and the Σ/H top-k eigenspace overlap."""
+                      exact_max_dim: int = 512, num_probes: int = 32,
+                      show_progress: bool = False) -> HessianAlignment:
+    """tr(HΣ), its isotropic reference, B_noise and the Σ/H top-k eigenspace overlap.
+
+    All Hessian products go through one :class:`HessianOperator`. tr H is exact (d HVPs)
+    when d ≤ ``exact_max_dim``, else Hutchinson deflated by H's top-k eigenpairs.
+    """
     k = int(spectrum.eigenvalues.numel())
-    tr_hs = trace_h_sigma(problem, op, spectrum, split=split, exact_max_examples=exact_max_examples,
-                          num_probes=num_probes, seed=seed)
-    mean = op.mean
-    g_h_g = float(torch.dot(hessian_vector_products(problem, mean, split).to(torch.float64),
-                            mean.to(torch.float64)))
-    eigen = hessian_eigen
-    if eigen is None and compute_eigen:
-        eigen = hessian_top_eigen(problem, k, split=split, seed=seed, tol=1e-5, show_progress=show_progress)
-    tr_h = hessian_trace(problem, split=split, num_probes=num_probes, seed=seed + 1, deflate=eigen)
+    bar = progress(4, "noise: Hessian side (HVPs)", "stage") if show_progress else None
+
+    def done() -> None:
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        h = hessian_operator(problem, split)
+        tr_hs = trace_h_sigma(h, op, spectrum, exact_max_examples=exact_max_examples,
+                              num_probes=num_probes, seed=seed)
+        done()
+        mean = op.mean
+        g_h_g = float(torch.dot(h.matvec(mean).to(torch.float64), mean.to(torch.float64)))
+        done()
+        eigen = hessian_eigen
+        if eigen is None and compute_eigen:
+            eigen = lanczos(h, min(k, h.size), "LA", tol=1e-5, seed=seed, return_eigenvectors=True)
+        done()
+        if h.size <= exact_max_dim:
+            tr_h = estimate_trace(h, method="exact", seed=seed + 1, probes_per_pass=64)
+        else:
+            tr_h = estimate_trace(h, num_probes, method="hutchinson", seed=seed + 1, deflate=eigen)
+        done()
+    finally:
+        if bar is not None:
+            bar.close()
     overlap = subspace_overlap(spectrum.eigenvectors, eigen.eigenvectors.to(spectrum.eigenvectors.device)) \
         if eigen is not None else None
     trace_sigma = float(op.trace())
     return HessianAlignment(
         tr_h_sigma=tr_hs, trace_h=tr_h,
-        tr_h_sigma_isotropic=trace_sigma * tr_h.value / op.dim,
-        g_h_g=g_h_g, b_noise=tr_hs.value / g_h_g if g_h_g > 0 else math.nan,
+        tr_h_sigma_isotropic=trace_sigma * tr_h.estimate / op.dim,
+        g_h_g=g_h_g, b_noise=tr_hs.estimate / g_h_g if g_h_g > 0 else math.nan,
         eigen=eigen, overlap=overlap)
 
 

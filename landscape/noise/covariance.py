@@ -18,18 +18,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..curvature.lanczos import EigenResult, lanczos, relative_residuals
+from ..curvature.operators import LinearOperator
 from ..errors import LandscapeError
-from .lanczos import EigenResult, lanczos_top
 
 GRAM_MAX_EXAMPLES = 2048
 
 
-@dataclass(frozen=True)
-class CovarianceOperator:
-    """Σ = G_cᵀG_c/n as an operator: ``matvec``/``matmat`` without forming d×d."""
+class CovarianceOperator(LinearOperator):
+    """Σ = G_cᵀG_c/n as a curvature-style operator: ``matvec``/``matmat`` without forming d×d."""
 
-    centered: Tensor  # G_c [n, d]
-    mean: Tensor  # ḡ [d]
+    name = "gradient_covariance"
+
+    def __init__(self, centered: Tensor, mean: Tensor) -> None:
+        super().__init__(int(centered.shape[1]), centered.dtype, centered.device)
+        self.centered = centered  # G_c [n, d]
+        self.mean = mean  # ḡ [d]
 
     @classmethod
     def from_gradients(cls, matrix: Tensor) -> CovarianceOperator:
@@ -44,13 +48,10 @@ class CovarianceOperator:
 
     @property
     def dim(self) -> int:
-        return int(self.centered.shape[1])
+        return self.size
 
-    def matvec(self, v: Tensor) -> Tensor:
-        return self.centered.T @ (self.centered @ v) / self.num_examples
-
-    def matmat(self, v: Tensor) -> Tensor:
-        return self.matvec(v)
+    def _matmat(self, vectors: Tensor) -> Tensor:
+        return self.centered.T @ (self.centered @ vectors) / self.num_examples
 
     def trace(self) -> Tensor:
         """tr Σ = mean_i ‖g_i − ḡ‖² (float64 scalar on the device)."""
@@ -69,7 +70,8 @@ class CovarianceOperator:
 
 def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
                         tol: float = 1e-8, seed: int = 0) -> EigenResult:
-    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos"; "auto" picks by n).
+    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos": the curvature engine's
+    Lanczos on ``op``; "auto" picks by n), with eigenvectors.
 
     k is capped at n − 1, the rank of Σ after centering, and at d; the Gram method also
     stops at the numerical rank (eigenvalues above n·1e-13·λ_max).
@@ -78,8 +80,7 @@ def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
     if method == "auto":
         method = "gram" if op.num_examples <= GRAM_MAX_EXAMPLES else "lanczos"
     if method == "lanczos":
-        return lanczos_top(op.matvec, op.dim, k, device=op.centered.device,
-                           dtype=op.centered.dtype, tol=tol, seed=seed, matmat=op.matmat)
+        return lanczos(op, k, "LA", tol=tol, seed=seed, return_eigenvectors=True)
     if method != "gram":
         raise LandscapeError(f"spectrum method must be 'auto', 'gram' or 'lanczos', got {method!r}")
     values, vectors = torch.linalg.eigh(op.gram())
@@ -93,8 +94,12 @@ def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
     eigvecs = op.centered.to(torch.float64).T @ vectors
     eigvecs = eigvecs / eigvecs.norm(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
     applied = op.centered.to(torch.float64).T @ (op.centered.to(torch.float64) @ eigvecs) / op.num_examples
-    residuals = (applied - eigvecs * values).norm(dim=0)
-    return EigenResult(values.cpu(), eigvecs, residuals.cpu(), True, "gram", 0)
+    norms = (applied - eigvecs * values).norm(dim=0).cpu()
+    values = values.cpu()
+    return EigenResult(eigenvalues=values, residuals=relative_residuals(norms, values), residual_norms=norms,
+                       converged=torch.ones(values.numel(), dtype=torch.bool), eigenvectors=eigvecs,
+                       num_matvecs=0, num_data_passes=0, num_restarts=0, which="LA", tol=0.0,
+                       block_size=0, basis_size=op.num_examples, seed=seed, method="gram")
 
 
 # ---------------------------------------------------------------------------- mini-batches

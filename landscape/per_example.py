@@ -8,6 +8,11 @@ correct but slower; the result says which was used (``method``).
 The per-example loss ℓ_i is the user's loss called on a batch of one example (a leading
 batch dimension of size 1 on every tensor leaf of the inputs and on the target), so any
 mean-reduced loss works unchanged. A loss that sums over the batch is detected up front.
+
+This is the one per-example-gradient implementation: the gradient-noise analysis
+(``landscape.noise``) stacks all rows with :func:`per_example_gradients`, and the empirical
+Fisher operator (``landscape.curvature``) streams chunks of rows, over any subset of the
+parameters, with :func:`batch_example_gradients`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ..errors import LandscapeError
-from ..problem import Batch, Problem
-from ..progress import progress
+from .errors import LandscapeError
+from .problem import Batch, Params, Problem
+from .progress import progress
 
 GradientMethod = Literal["vmap", "loop"]
 
@@ -182,21 +187,41 @@ def _flat_rows(grads: dict[str, Tensor], rows: int, out: Tensor | None = None) -
     return out
 
 
-def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None) -> Tensor:
+def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
+                params: Params | None = None) -> Tensor:
     tensors, leaves, spec = _split_leaves(batch.inputs)
     loss = _single_loss_fn(problem, leaves, spec)
-    grads = vmap(grad(loss), in_dims=(None, 0, 0))(problem.params, tuple(tensors), batch.target)
+    at = problem.params if params is None else params
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(at, tuple(tensors), batch.target)
     return _flat_rows(grads, batch.size, out)
 
 
-def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None) -> Tensor:
-    rows = out if out is not None else torch.empty(batch.size, sum(p.numel() for p in problem.params.values()),
+def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
+                params: Params | None = None) -> Tensor:
+    at = problem.params if params is None else params
+    rows = out if out is not None else torch.empty(batch.size, sum(p.numel() for p in at.values()),
                                                    dtype=problem.dtype, device=problem.device)
     for i in range(batch.size):
         one = batch.slice(i, i + 1)
-        g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(problem.params)
+        g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(at)
         _flat_rows(g, 1, rows[i:i + 1])
     return rows
+
+
+def batch_example_gradients(problem: Problem, batch: Batch, params: Params | None = None,
+                            method: GradientMethod = "vmap") -> tuple[Tensor, GradientMethod]:
+    """``[batch.size, D]`` per-example gradients of ``batch`` over ``params`` (a subset of
+    ``problem.params`` in its order, the rest fixed at θ*; all when None).
+
+    ``method`` "vmap" falls back to the single-example loop when ``vmap`` fails; the method
+    actually used is returned so a caller streaming many batches can skip the failing try.
+    """
+    if method == "vmap":
+        try:
+            return _vmap_chunk(problem, batch, params=params), "vmap"
+        except Exception:  # no batching rule, data-dependent control flow, ...
+            pass
+    return _loop_chunk(problem, batch, params=params), "loop"
 
 
 def point_bytes(problem: Problem) -> int:
