@@ -60,6 +60,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--dtype", choices=sorted(DTYPES), help="compute dtype (default: the model's)")
     r.add_argument("--bn", choices=["eval", "recompute"], default="eval",
                    help="BatchNorm: keep running stats (eval) or re-estimate them at every point")
+    r.add_argument("--eval-mode", choices=["auto", "vmap", "loop"], default="auto",
+                   help="evaluate many points per forward pass with vmap, or one point per pass over "
+                   "merged batches (auto: vmap on CUDA, loop elsewhere)")
     r.add_argument("--seed", type=int, default=0, help="seed for random directions and probes")
     o = parser.add_argument_group("output")
     o.add_argument("-o", "--output", type=Path, metavar="FILE.h5", help="results file "
@@ -80,6 +83,7 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None):
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
         bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
         max_examples=args.max_examples, metrics=metrics_from_args(args))
+    problem.eval_mode = args.eval_mode
     return problem, provenance.as_attrs()
 
 

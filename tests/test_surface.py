@@ -151,8 +151,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("mode", ["vmap", "loop", "auto"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_batched_evaluation_equals_one_point_at_a_time(case):
+def test_batched_evaluation_equals_one_point_at_a_time(case, mode):
+    """Every evaluation strategy (points batched by vmap; one point per pass over merged
+    batches; the device's default) equals a fresh module per point."""
     make_model, make_data, loss_fn, bn_policy, must_vmap = CASES[case]
     model, data = make_model().double(), make_data()
     if case.startswith("cnn"):
@@ -160,10 +163,13 @@ def test_batched_evaluation_equals_one_point_at_a_time(case):
     problem = Problem.create(model, loss_fn, data, bn_policy=bn_policy, bn_batches=1)
     assert problem.bn_policy == bn_policy
     problem.max_points_per_pass = 3  # 7 points: chunks of 3, 3, 1
+    problem.eval_mode = mode
     points = random_points(problem, 7, seed=len(case))
     batched = problem.evaluate(points, show_progress=False)
-    if must_vmap is not None:
+    if mode == "vmap" and must_vmap is not None:
         assert problem._vmap_ok is must_vmap, "the path under test was not the one taken"
+    if mode == "auto":
+        assert problem.resolved_eval_mode() == "loop"  # CPU
     for k in range(7):
         point = {n: p[k] for n, p in points.items()}
         loss, accuracy = reference_metrics(model, point, data, loss_fn,
@@ -225,3 +231,17 @@ def test_surface_along_the_top_hessian_eigenvector_bends_with_its_eigenvalue(tmp
     second_difference = (loss[0] - 2 * loss[1] + loss[2]) / 1e-3 ** 2
     assert norm == pytest.approx(1.0, rel=1e-10)
     assert second_difference == pytest.approx(eigenvalue, rel=1e-4)
+
+
+def test_loop_mode_merges_batches_within_the_budget_and_keeps_ragged_ones():
+    from landscape.problem import Batch, _merge
+
+    data = models.vector_data()["train"]
+    problem = Problem.create(models.mlp().double(), F.cross_entropy, data)
+    merged = problem._merged_batches("train")
+    assert len(merged) == 1 and merged[0].size == sum(len(y) for _, y in data)
+    problem._merged.clear()
+    problem.memory_budget_bytes = 1  # room for one original batch at a time: nothing merges
+    assert [b.size for b in problem._merged_batches("train")] == [len(y) for _, y in data]
+    ragged = [Batch(torch.zeros(2, n), torch.zeros(2), 2) for n in (3, 4)]
+    assert _merge(ragged, 100) == ragged
