@@ -202,9 +202,30 @@ def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
     out = output_path(args, args.checkpoint)
     path = run_scan(problem, out, steps, base_settings(problem, provenance, **options),
                     resume=args.resume, overwrite=args.overwrite)
+    print_headline(path)
     print(f"results: {path}")
     write_report_next_to(path, args)
     return 0
+
+
+def print_headline(path: Path) -> None:
+    """The numbers people quote, read back from the results file."""
+    from .store import open_results
+
+    with open_results(path) as h5:
+        for split in ("train", "test"):
+            grid = h5.get(f"surfaces/1d/{split}/loss")
+            if grid is not None and 0.0 in h5["surfaces/1d/alpha"][()]:
+                at = int(np.flatnonzero(h5["surfaces/1d/alpha"][()] == 0.0)[0])
+                print(f"{split} loss at the checkpoint: {grid[at]:.6g}")
+        if "curvature/hessian_top" in h5:
+            group = h5["curvature/hessian_top"]
+            values = ", ".join(f"{v:.6g}" for v in group["eigenvalues"][()])
+            flag = "" if group["converged"][()].all() else " (not all converged)"
+            print(f"top Hessian eigenvalues: {values}{flag}")
+        if "curvature/trace" in h5:
+            trace = h5["curvature/trace"].attrs
+            print(f"Hessian trace: {trace['estimate']:.6g} ± {trace['stderr']:.2g}")
 
 
 def _run_scan(args: argparse.Namespace) -> int:
