@@ -44,22 +44,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    torch.manual_seed(args.seed)
-    mlp = zoo.digits_mlp()
-    acc = train(mlp, zoo.digits(), epochs=60, lr=0.05, batch_size=64, seed=args.seed)
-    landscape.save(args.out / "digits_mlp.pt", mlp, model_spec="digits_mlp", data_spec="digits",
-                   loss="cross_entropy", script="examples/train_digits.py", seed=args.seed,
-                   optimizer="SGD(lr=0.05, momentum=0.9), batch 64, 60 epochs", test_accuracy=acc)
-    print(f"digits_mlp: test accuracy {acc:.3f}")
-
-    torch.manual_seed(args.seed)
-    cnn = zoo.digits_cnn()
-    acc = train(cnn, zoo.digits_images(), epochs=30, lr=0.05, batch_size=64, seed=args.seed)
-    landscape.save(args.out / "digits_cnn.pt", cnn, model_spec="digits_cnn", data_spec="digits_images",
-                   loss="cross_entropy", script="examples/train_digits.py", seed=args.seed,
-                   optimizer="SGD(lr=0.05, momentum=0.9), batch 64, 30 epochs", test_accuracy=acc)
-    print(f"digits_cnn: test accuracy {acc:.3f}")
-
+    bundled = [  # (name, data, epochs): model and data are the built-ins of the same names
+        ("digits_mlp", "digits", 60),
+        ("digits_cnn", "digits_images", 30),
+    ]
+    for name, data, epochs in bundled:
+        torch.manual_seed(args.seed)
+        model = zoo.BUILTINS[name]()
+        acc = train(model, zoo.BUILTINS[data](), epochs=epochs, lr=0.05, batch_size=64, seed=args.seed)
+        landscape.save(args.out / f"{name}.pt", model, model_spec=name, data_spec=data, loss="cross_entropy",
+                       script="examples/train_digits.py", seed=args.seed, test_accuracy=acc,
+                       optimizer=f"SGD(lr=0.05, momentum=0.9), batch 64, {epochs} epochs")
+        print(f"{name}: test accuracy {acc:.3f}")
 
 if __name__ == "__main__":
     main()

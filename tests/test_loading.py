@@ -127,7 +127,7 @@ def test_bundled_checkpoint_loads_from_its_metadata():
 
 
 @pytest.mark.parametrize("how", ["script", "trace"])
-def test_torchscript_weights_load_into_a_python_model(tmp_path, how):
+def test_torchscript_loads_alone_or_into_a_python_model(tmp_path, how):
     model = trained_like()
     example = models.vectors(4)[0]
     scripted = torch.jit.script(model) if how == "script" else torch.jit.trace(model, example)
@@ -136,15 +136,6 @@ def test_torchscript_weights_load_into_a_python_model(tmp_path, how):
     assert load_checkpoint(path).format == "torchscript"
     problem, _ = load_problem(path, model=MODEL, data=DATA, loss="cross_entropy")
     assert_matches(problem, model)
-
-
-@pytest.mark.parametrize("how", ["script", "trace"])
-def test_torchscript_alone_is_self_contained(tmp_path, how):
-    model = trained_like()
-    example = models.vectors(4)[0]
-    scripted = torch.jit.script(model) if how == "script" else torch.jit.trace(model, example)
-    path = tmp_path / "model.pt"
-    scripted.save(str(path))
     problem, provenance = load_problem(path, data=DATA, loss="cross_entropy")
     assert provenance.model_spec == "torchscript"
     assert_matches(problem, model)
