@@ -7,7 +7,7 @@ Plotly's ``z[row][col]`` belongs to ``(x[col], y[row])``, hence the transposes b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,20 +107,19 @@ def _grid_layout(fig: go.Figure, title: str, axes: GridAxes, variants: Sequence[
 
 def contour_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
     """Filled contours of the first variant; a menu switches split/metric/log scale."""
-    first = variants[0]
-    fig = go.Figure(go.Contour(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
-                               colorbar=dict(title=dict(text=first.colorbar_title)),
-                               contours=dict(showlabels=True), ncontours=25))
-    if axes.markers:
-        fig.add_trace(_markers_2d(axes))
-    return _grid_layout(fig, title, axes, variants,
-                        lambda v: [{"z": [v.values.T], "colorbar.title.text": v.colorbar_title}, [0]])
+    return _planar_figure(title, axes, variants, lambda **kw: go.Contour(
+        **kw, contours=dict(showlabels=True), ncontours=25))
 
 
 def heatmap_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
+    return _planar_figure(title, axes, variants, go.Heatmap)
+
+
+def _planar_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant],
+                   trace: Callable[..., go.BaseTraceType]) -> go.Figure:
     first = variants[0]
-    fig = go.Figure(go.Heatmap(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
-                               colorbar=dict(title=dict(text=first.colorbar_title))))
+    fig = go.Figure(trace(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
+                          colorbar=dict(title=dict(text=first.colorbar_title))))
     if axes.markers:
         fig.add_trace(_markers_2d(axes))
     return _grid_layout(fig, title, axes, variants,
