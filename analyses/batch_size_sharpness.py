@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from common import (Digits, export, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
-                    pm, write_json)
+                    paired_ratios, pm, ratio_table, write_json)
 from landscape import zoo  # noqa: E402
 
 STUDY = "batch_size_sharpness"
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = load_digits(images=False)
     settings = dict(rays=args.rays, alpha_max=1.0, points=41 if not args.quick else 11, width_rise=0.1,
-                    trace_probes=60 if not args.quick else 12, direction_seed=0, curvature_seed=0)
+                    trace_probes=30 if not args.quick else 9, direction_seed=0, curvature_seed=0)
     runs = []
     for seed in args.seeds:
         for b in args.batch_sizes:
@@ -133,12 +133,15 @@ def main(argv: list[str] | None = None) -> dict:
                      pm(get("train_loss"), "{:.4f}"), pm(get("test_accuracy"), "{:.3f}"),
                      pm(get("lambda_max"), "{:.2f}"), pm(get("trace"), "{:.1f}"), pm(get("width_mean"), "{:.3f}")])
     table = format_table(header, rows)
+    paired = paired_ratios(runs, "batch_size", args.batch_sizes[0], ("lambda_max", "trace", "width_mean", "test_accuracy"))
+    table += "\n\n" + ratio_table(paired, str(args.batch_sizes[0]))
     payload = {"study": STUDY, "seeds": args.seeds, "direction_seed": settings["direction_seed"],
                "curvature_seed": settings["curvature_seed"], "model": "landscape.zoo.digits_mlp (hidden 32, tanh)",
                "optimizer": {"name": "SGD", "lr": args.lr, "momentum": args.momentum},
                "stop": f"full training loss <= {args.target_loss} (max {args.max_epochs} epochs)",
                "gd_stability_threshold": 2 * (1 + args.momentum) / args.lr,
                "measure_settings": settings, "quick": args.quick, "machine": machine(), "table": table,
+               "paired_ratios": paired,
                "runs": runs}
     write_json(args.out / "results.json", payload)
     print(f"\nseeds {args.seeds} (mean ± std over seeds); GD edge of stability 2(1+β)/η = "

@@ -84,6 +84,7 @@ class Measurement:
     trace_stderr: float
     width_mean: float
     width_rise: float
+    weight_norm: float    # ‖W‖ over the tensors the directions move (ndim > 1): BN nets are scale-invariant in them
     rays: list[Ray] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -114,17 +115,20 @@ def ray_width(alpha: np.ndarray, loss: np.ndarray, rise: float) -> tuple[float, 
 
 def measure(model: nn.Module, data: Digits, *, rays: int, alpha_max: float, points: int,
             width_rise: float, trace_probes: int, direction_seed: int, curvature_seed: int,
-            dtype: torch.dtype = torch.float64) -> Measurement:
+            dtype: torch.dtype = torch.float32, hvp_mode: str = "autograd") -> Measurement:
     """Everything the studies report about one trained model, via the library's public API.
 
     Curvature is of the training risk (all 1437 examples), in ``dtype``; the model is left
     untouched (Problem works on its own eval-mode copy: BatchNorm uses running statistics).
+    float32 and a fixed HVP mode because on this 2-core CPU float64 costs 2.5× and the
+    automatic HVP-mode timing costs more than the Lanczos run itself (λ_max and the trace
+    agree with float64 to ~1e-6 relative on these models, far inside the seed-to-seed spread).
     """
     start = time.perf_counter()
     problem = Problem.create(model, F.cross_entropy, data.splits(), dtype=dtype)
     at_min = {s: problem.evaluate_point(problem.params, s) for s in ("train", "test")}
 
-    hessian = HessianOperator(problem, split="train")
+    hessian = HessianOperator(problem, split="train", hvp_mode=hvp_mode)
     top = lanczos(hessian, 1, "LA", seed=curvature_seed)
     trace = estimate_trace(hessian, trace_probes, method="hutch++", seed=curvature_seed)
 
@@ -143,6 +147,7 @@ def measure(model: nn.Module, data: Digits, *, rays: int, alpha_max: float, poin
         lambda_max=float(top.eigenvalues[0]), lambda_max_residual=float(top.residuals[0]),
         lambda_max_converged=bool(top.converged[0]), trace=trace.estimate, trace_stderr=trace.stderr,
         width_mean=float(np.mean([r.width for r in measured_rays])), width_rise=width_rise,
+        weight_norm=float(torch.sqrt(sum((p.double() ** 2).sum() for p in problem.params.values() if p.ndim > 1))),
         rays=measured_rays, seconds=time.perf_counter() - start)
 
 
@@ -157,20 +162,45 @@ def machine() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
-def finite_numbers(obj: Any) -> bool:
-    """True when every float anywhere in ``obj`` (dicts/lists nest) is finite."""
+def paired_ratios(runs: Sequence[dict[str, Any]], group: str, baseline: Any, metrics: Sequence[str]
+                  ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per seed, each group's metric divided by the baseline group's (same seed = same
+    initialization and data order), with how many seeds the ratio is below 1."""
+    by_seed = {(r["seed"], r[group]): r["measurement"] for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in dict.fromkeys(r[group] for r in runs):
+        if name == baseline:
+            continue
+        out[str(name)] = {}
+        for metric in metrics:
+            ratios = [by_seed[(s, name)][metric] / by_seed[(s, baseline)][metric] for s in seeds]
+            out[str(name)][metric] = {"ratios": ratios, "seeds_below_1": sum(r < 1 for r in ratios),
+                                      "num_seeds": len(ratios)}
+    return out
+
+
+def ratio_table(paired: dict[str, dict[str, dict[str, Any]]], baseline: str) -> str:
+    metrics = list(next(iter(paired.values())))
+    rows = [[f"{name} / {baseline}", *(f"{pm(v['ratios'], '{:.2f}')} ({v['seeds_below_1']}/{v['num_seeds']} < 1)"
+                                        for v in per.values())] for name, per in paired.items()]
+    return format_table(["paired by seed", *metrics], rows)
+
+
+def rounded(obj: Any, digits: int = 6) -> Any:
+    """Floats to ``digits`` significant digits (keeps the committed JSON small)."""
     if isinstance(obj, float):
-        return math.isfinite(obj)
+        return float(f"{obj:.{digits}g}") if math.isfinite(obj) else obj
     if isinstance(obj, dict):
-        return all(finite_numbers(v) for v in obj.values())
+        return {k: rounded(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return all(finite_numbers(v) for v in obj)
-    return True
+        return [rounded(v, digits) for v in obj]
+    return obj
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1, allow_nan=True) + "\n")
+    path.write_text(json.dumps(rounded(payload), indent=None, allow_nan=True) + "\n")
 
 
 def export(figures: dict[str, Any], out_dir: Path) -> list[Path]:
