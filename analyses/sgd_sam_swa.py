@@ -157,7 +157,7 @@ def figures(runs: list[dict], rise: float) -> dict[str, object]:
                                     showlegend=run["seed"] == runs[0]["seed"]))
     curves.add_hline(y=rise, line=dict(color="gray", dash="dot", width=1))
     curves.update_xaxes(title_text="α (filter-normalized random direction)")
-    curves.update_yaxes(title_text="train loss − train loss at θ*", type="log")
+    curves.update_yaxes(title_text="train loss − train loss at θ*", range=[-0.02, 0.6])
     curves.update_layout(title=f"Train loss rise along random rays (mean over rays, one line per seed); "
                                f"dotted: ΔL = {rise}")
 
@@ -199,23 +199,27 @@ def main(argv: list[str] | None = None) -> dict:
     swa_start = args.epochs - max(1, round(args.swa_fraction * args.epochs))
 
     data = load_digits(images=args.model == "cnn")
-    settings = dict(rays=args.rays, alpha_max=1.0, points=41 if not args.quick else 11, width_rise=args.rise,
+    settings = dict(rays=args.rays, alpha_max=0.6, points=49 if not args.quick else 11, width_rise=args.rise,
                     trace_probes=30 if not args.quick else 9, direction_seed=0, curvature_seed=0)
     runs = []
     for seed in args.seeds:
+        flat: dict[str, Tensor] = {}
         for trained in TRAINED:
             models, info = train(trained, data, model_kind=args.model, seed=seed, epochs=args.epochs,
                                 batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay, rho=args.rho, swa_start=swa_start, swa_lr=args.swa_lr)
             for method, model in models.items():
                 m = measure(model, data, **settings)
-                runs.append({"seed": seed, "method": method, "training": info,
+                flat[method] = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+                distance = float((flat[method] - flat["SGD"]).norm() / flat["SGD"].norm())
+                runs.append({"seed": seed, "method": method, "training": info, "relative_distance_to_sgd": distance,
                              "measurement": m.__dict__ | {"rays": [r.__dict__ for r in m.rays]}})
                 print(f"seed {seed} {method}: train {info['train_seconds']:.1f}s, measure {m.seconds:.1f}s, "
                       f"λ_max={m.lambda_max:.3g}, tr={m.trace:.3g}, width={m.width_mean:.3f}, "
                       f"test acc={m.test_accuracy:.3f}", flush=True)
 
-    header = ["method", "train loss", "test acc", "λ_max", "tr(H)", f"width (ΔL={args.rise})", "‖W‖", "censored rays"]
+    header = ["method", "train loss", "test acc", "λ_max", "tr(H)", f"width (ΔL={args.rise})", "‖W‖",
+              "‖θ−θ_SGD‖/‖θ_SGD‖", "censored rays"]
     rows = []
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
@@ -224,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         total = sum(len(r["measurement"]["rays"]) for r in mine)
         rows.append([method, pm(get("train_loss"), "{:.4f}"), pm(get("test_accuracy"), "{:.3f}"),
                      pm(get("lambda_max"), "{:.2f}"), pm(get("trace"), "{:.1f}"), pm(get("width_mean"), "{:.3f}"),
-                     pm(get("weight_norm"), "{:.2f}"), f"{censored}/{total}"])
+                     pm(get("weight_norm"), "{:.2f}"), pm([r["relative_distance_to_sgd"] for r in mine], "{:.3f}"),
+                     f"{censored}/{total}"])
     table = format_table(header, rows)
     paired = paired_ratios(runs, "method", "SGD", ("lambda_max", "trace", "width_mean", "test_accuracy"))
     table += "\n\n" + ratio_table(paired, "SGD")
