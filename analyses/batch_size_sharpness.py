@@ -15,6 +15,7 @@ the basin along them. Writes results.json, figures (PNG + PDF) and prints a tabl
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -103,8 +104,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rays", type=int, default=8, help="random directions per model")
     p.add_argument("--quick", action="store_true", help="tiny budget for the smoke test (1 seed, loose target)")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--replot", action="store_true", help="only redraw the figures from OUT/results.json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.replot:
+        payload = json.loads((args.out / "results.json").read_text())
+        for path in export(figures(payload["runs"], [int(b) for b in payload["batch_sizes"]]), args.out):
+            print("wrote", path)
+        return payload
     if args.quick:
         args.seeds, args.target_loss, args.max_epochs, args.rays = args.seeds[:1], 0.5, 3, 1
     torch.set_num_threads(args.threads)
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     table += "\n\n" + ratio_table(paired, str(args.batch_sizes[0]))
     payload = {"study": STUDY, "seeds": args.seeds, "direction_seed": settings["direction_seed"],
                "curvature_seed": settings["curvature_seed"], "model": "landscape.zoo.digits_mlp (hidden 32, tanh)",
+               "batch_sizes": args.batch_sizes,
                "optimizer": {"name": "SGD", "lr": args.lr, "momentum": args.momentum},
                "stop": f"full training loss <= {args.target_loss} (max {args.max_epochs} epochs)",
                "gd_stability_threshold": 2 * (1 + args.momentum) / args.lr,

@@ -23,6 +23,7 @@ Each solution is measured with the landscape library: test accuracy, Hessian λ_
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -141,6 +142,7 @@ def train(method: str, data: Digits, *, model_kind: str, seed: int, epochs: int,
 
 
 COLORS = {"SGD": "#1f77b4", "SAM": "#2ca02c", "SWA": "#d62728", "SWA last iterate": "#ff7f0e"}
+DASHES = {"SGD": "solid", "SAM": "solid", "SWA": "dash", "SWA last iterate": "dot"}
 
 
 def figures(runs: list[dict], rise: float) -> dict[str, object]:
@@ -152,14 +154,15 @@ def figures(runs: list[dict], rise: float) -> dict[str, object]:
         rays = run["measurement"]["rays"]
         alpha = np.asarray(rays[0]["alpha"])
         rise_curve = np.mean([np.asarray(r["train_loss"]) - run["measurement"]["train_loss"] for r in rays], axis=0)
-        curves.add_trace(go.Scatter(x=alpha, y=rise_curve, mode="lines", line=dict(color=COLORS[run["method"]], width=1.5),
+        line = dict(color=COLORS[run["method"]], width=1.5, dash=DASHES[run["method"]])
+        curves.add_trace(go.Scatter(x=alpha, y=rise_curve, mode="lines", line=line,
                                     name=run["method"], legendgroup=run["method"],
                                     showlegend=run["seed"] == runs[0]["seed"]))
     curves.add_hline(y=rise, line=dict(color="gray", dash="dot", width=1))
     curves.update_xaxes(title_text="α (filter-normalized random direction)")
     curves.update_yaxes(title_text="train loss − train loss at θ*", range=[-0.02, 0.6])
     curves.update_layout(title=f"Train loss rise along random rays (mean over rays, one line per seed); "
-                               f"dotted: ΔL = {rise}")
+                               f"grey: ΔL = {rise}")
 
     keys = (("lambda_max", "Hessian λ_max"), ("trace", "tr(H) (Hutch++)"), ("width_mean", f"width at ΔL={rise}"),
             ("test_accuracy", "test accuracy"))
@@ -191,8 +194,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rise", type=float, default=0.1, help="train-loss rise that defines the width")
     p.add_argument("--quick", action="store_true", help="tiny budget for the smoke test (1 seed, 4 epochs)")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--replot", action="store_true", help="only redraw the figures from OUT/results.json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.replot:
+        payload = json.loads((args.out / "results.json").read_text())
+        for path in export(figures(payload["runs"], payload["measure_settings"]["width_rise"]), args.out):
+            print("wrote", path)
+        return payload
     if args.quick:
         args.seeds, args.epochs, args.rays = args.seeds[:1], 4, 1
     torch.set_num_threads(args.threads)
