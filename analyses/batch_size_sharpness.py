@@ -40,7 +40,8 @@ STUDY = "batch_size_sharpness"
 def train(data: Digits, batch_size: int, *, seed: int, lr: float, momentum: float, target_loss: float,
           max_epochs: int) -> tuple[nn.Module, dict[str, float]]:
     """SGD from the seed's initialization until the full training loss ≤ ``target_loss``
-    (checked after every epoch) or ``max_epochs``; the data order is seeded too."""
+    (checked after every step, so both batch sizes stop at the same loss) or ``max_epochs``;
+    the data order is seeded too."""
     torch.manual_seed(seed)
     model = zoo.digits_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -55,10 +56,13 @@ def train(data: Digits, batch_size: int, *, seed: int, lr: float, momentum: floa
             F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).backward()
             opt.step()
             steps += 1
+            loss = full_loss(model, data.x_train, data.y_train)
+            if loss <= target_loss:
+                break
         epoch += 1
-        loss = full_loss(model, data.x_train, data.y_train)
-    return model, {"epochs": epoch, "steps": steps, "final_train_loss": loss,
-                   "reached_target": loss <= target_loss, "train_seconds": time.perf_counter() - start}
+    return model, {"epochs": steps * batch_size / n if batch_size < n else steps, "steps": steps,
+                   "final_train_loss": loss, "reached_target": loss <= target_loss,
+                   "train_seconds": time.perf_counter() - start}
 
 
 def figures(runs: list[dict], batch_sizes: list[int]) -> dict[str, object]:
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             m = measure(model, data, **settings)
             runs.append({"seed": seed, "batch_size": b, "training": info, "measurement": m.__dict__ | {
                 "rays": [r.__dict__ for r in m.rays]}})
-            print(f"seed {seed} B={b}: {info['epochs']} epochs, {info['steps']} steps, "
+            print(f"seed {seed} B={b}: {info['epochs']:.1f} epochs, {info['steps']} steps, "
                   f"λ_max={m.lambda_max:.3g}, tr={m.trace:.3g}, test acc={m.test_accuracy:.3f}", flush=True)
 
     header = ["B", "epochs", "steps", "train loss", "test acc", "λ_max", "tr(H)", "width (ΔL=0.1)"]
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
     for b in args.batch_sizes:
         mine = [r for r in runs if r["batch_size"] == b]
         get = lambda key: [r["measurement"][key] for r in mine]  # noqa: E731
-        rows.append([str(b), pm([r["training"]["epochs"] for r in mine], "{:.0f}"),
+        rows.append([str(b), pm([r["training"]["epochs"] for r in mine], "{:.1f}"),
                      pm([r["training"]["steps"] for r in mine], "{:.0f}"),
                      pm(get("train_loss"), "{:.4f}"), pm(get("test_accuracy"), "{:.3f}"),
                      pm(get("lambda_max"), "{:.2f}"), pm(get("trace"), "{:.1f}"), pm(get("width_mean"), "{:.3f}")])
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                "curvature_seed": settings["curvature_seed"], "model": "landscape.zoo.digits_mlp (hidden 32, tanh)",
                "batch_sizes": args.batch_sizes,
                "optimizer": {"name": "SGD", "lr": args.lr, "momentum": args.momentum},
-               "stop": f"full training loss <= {args.target_loss} (max {args.max_epochs} epochs)",
+               "stop": f"full training loss <= {args.target_loss}, checked after every step (max {args.max_epochs} epochs)",
                "gd_stability_threshold": 2 * (1 + args.momentum) / args.lr,
                "measure_settings": settings, "quick": args.quick, "machine": machine(), "table": table,
                "paired_ratios": paired,
