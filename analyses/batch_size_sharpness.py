@@ -25,7 +25,6 @@ HERE = Path(__file__).resolve().parent
 os.environ.setdefault("LANDSCAPE_QUIET", "1")  # no progress bars in the printed table
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # this checkout's landscape, and common.py
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402

@@ -11,8 +11,8 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,6 @@ class Measurement:
     weight_norm: float    # ‖W‖ over the tensors the directions move (ndim > 1): BN nets are scale-invariant in them
     rays: list[Ray] = field(default_factory=list)
     seconds: float = 0.0
-
-    def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "rays"}
 
 
 def crossing(alpha: np.ndarray, rise: np.ndarray, level: float) -> tuple[float, bool]:
@@ -221,5 +218,3 @@ def pm(values: Sequence[float], fmt: str = "{:.3g}") -> str:
     mean, std = mean_std(values)
     return f"{fmt.format(mean)} ± {fmt.format(std)}"
 
-
-Trainer = Callable[[int], nn.Module]
