@@ -1,0 +1,68 @@
+"""Smoke test of the two studies in analyses/: each script's whole pipeline (train, measure with
+the library, write JSON) on a tiny budget (``--quick``: 1 seed, a few epochs, 1 ray, 11 points,
+9 trace probes), without figures (kaleido needs a browser; the views tests cover export).
+
+It checks the output is complete and sane, not the scientific findings (those need the full
+budget and are reported in analyses/README.md): every number in the JSON is finite, λ_max and
+tr(H) are positive (cross-entropy after some training: the Gauss-Newton part dominates), and
+each 1-D curve passes through θ* (its α = 0 value equals the train loss measured there, to
+float32 rounding of two evaluation orders: rel 1e-5).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ANALYSES = Path(__file__).resolve().parents[1] / "analyses"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"analyses_{name}", ANALYSES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _finite(obj) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if isinstance(obj, dict):
+        return all(_finite(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_finite(v) for v in obj)
+    return True
+
+
+@pytest.mark.parametrize("study, groups", [
+    ("batch_size_sharpness", {"batch_size": {16, 1437}}),
+    ("sgd_sam_swa", {"method": {"SGD", "SAM", "SWA", "SWA last iterate"}}),
+])
+def test_quick_run_writes_finite_results(study: str, groups: dict, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its folder; undo afterwards
+    module = _load(study)
+    monkeypatch.delitem(sys.modules, "common")  # analyses/common.py: gone from sys.modules afterwards
+    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
+
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["study"] == study and payload["quick"] is True
+    assert payload["seeds"] == [0]
+    ((key, expected),) = groups.items()
+    assert {run[key] for run in payload["runs"]} == expected
+    assert _finite(payload["runs"])
+    for run in payload["runs"]:
+        m = run["measurement"]
+        assert m["lambda_max"] > 0 and m["trace"] > 0
+        assert 0 <= m["test_accuracy"] <= 1
+        assert m["width_mean"] > 0
+        ray = m["rays"][0]
+        centre = len(ray["alpha"]) // 2
+        assert ray["alpha"][centre] == 0.0
+        # the curve passes through θ*: the loss at α = 0 is the train loss measured there
+        assert ray["train_loss"][centre] == pytest.approx(m["train_loss"], rel=1e-5)
+    assert "|" in payload["table"]
