@@ -29,7 +29,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from common import (Digits, export, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
+from common import (Digits, export, per_seed_boxes, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
                     paired_ratios, pm, ratio_table, write_json)
 from landscape import zoo  # noqa: E402
 
@@ -83,15 +83,9 @@ def figures(runs: list[dict], batch_sizes: list[int]) -> dict[str, object]:
     curves.update_yaxes(type="log", col=2)
     curves.update_layout(title="1-D loss curves, one per seed (same direction seed)")
 
-    sharp = make_subplots(rows=1, cols=3, subplot_titles=("Hessian λ_max", "tr(H) (Hutch++)", "test accuracy"),
-                          horizontal_spacing=0.09)
-    for col, key in enumerate(("lambda_max", "trace", "test_accuracy"), start=1):
-        for b in batch_sizes:
-            values = [r["measurement"][key] for r in runs if r["batch_size"] == b]
-            sharp.add_trace(go.Box(y=values, name=f"B={b}", boxpoints="all", pointpos=0, jitter=0.3,
-                                   marker=dict(color=colors[b]), line=dict(color=colors[b]),
-                                   showlegend=False), row=1, col=col)
-    sharp.update_layout(title="Sharpness and generalization per seed")
+    sharp = per_seed_boxes(runs, "batch_size", {b: (f"B={b}", colors[b]) for b in batch_sizes},
+                           [("lambda_max", "Hessian λ_max"), ("trace", "tr(H) (Hutch++)"),
+                            ("test_accuracy", "test accuracy")], "Sharpness and generalization per seed")
     return {"loss_curves": curves, "sharpness": sharp}
 
 

@@ -207,6 +207,25 @@ def export(figures: dict[str, Any], out_dir: Path) -> list[Path]:
     return export_figures(figures, out_dir, ExportOptions(formats=("png", "pdf"), width=720, height=440))
 
 
+def per_seed_boxes(runs: Sequence[dict[str, Any]], group: str, groups: dict[Any, tuple[str, str]],
+                   metrics: Sequence[tuple[str, str]], title: str) -> Any:
+    """One box plot per metric, a box per group (``groups[value] = (label, colour)``),
+    every seed's value drawn as a point."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[label for _, label in metrics],
+                        horizontal_spacing=0.3 / len(metrics))
+    for col, (key, _) in enumerate(metrics, start=1):
+        for value, (label, color) in groups.items():
+            values = [r["measurement"][key] for r in runs if r[group] == value]
+            fig.add_trace(go.Box(y=values, name=label, boxpoints="all", pointpos=0, jitter=0.3,
+                                 marker=dict(color=color), line=dict(color=color), showlegend=False),
+                          row=1, col=col)
+    fig.update_layout(title=title)
+    return fig
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub-markdown table (printed and pasted into the README as is)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

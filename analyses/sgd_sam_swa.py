@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn  # noqa: E402
 
-from common import (Digits, export, format_table, load_digits, machine, measure, paired_ratios, pm,  # noqa: E402
+from common import (Digits, export, per_seed_boxes, format_table, load_digits, machine, measure, paired_ratios, pm,  # noqa: E402
                     ratio_table, write_json)
 from landscape import zoo  # noqa: E402
 
@@ -147,7 +147,6 @@ DASHES = {"SGD": "solid", "SAM": "solid", "SWA": "dash", "SWA last iterate": "do
 
 def figures(runs: list[dict], rise: float) -> dict[str, object]:
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     curves = go.Figure()
     for run in runs:
@@ -166,14 +165,8 @@ def figures(runs: list[dict], rise: float) -> dict[str, object]:
 
     keys = (("lambda_max", "Hessian λ_max"), ("trace", "tr(H) (Hutch++)"), ("width_mean", f"width at ΔL={rise}"),
             ("test_accuracy", "test accuracy"))
-    summary = make_subplots(rows=1, cols=4, subplot_titles=[k[1] for k in keys], horizontal_spacing=0.07)
-    for col, (key, _) in enumerate(keys, start=1):
-        for method in METHODS:
-            values = [r["measurement"][key] for r in runs if r["method"] == method]
-            summary.add_trace(go.Box(y=values, name=method, boxpoints="all", pointpos=0, jitter=0.3,
-                                     marker=dict(color=COLORS[method]), line=dict(color=COLORS[method]),
-                                     showlegend=False), row=1, col=col)
-    summary.update_layout(title="Sharpness, width and generalization per seed")
+    summary = per_seed_boxes(runs, "method", {m: (m, COLORS[m]) for m in METHODS}, keys,
+                             "Sharpness, width and generalization per seed")
     return {"rise_curves": curves, "summary": summary}
 
 

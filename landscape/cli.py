@@ -20,6 +20,7 @@ import torch
 from . import progress
 from .errors import LandscapeError
 from .curvature import cli as curvature_cli
+from .curvature import hessian_directions
 from .noise.cli import add_noise_arguments, add_noise_scan_arguments, noise_steps_from_args, run_noise
 from .views.cli import VIEW_HELP, add_view_arguments, run_view
 
@@ -176,7 +177,7 @@ def _surface_steps(args: argparse.Namespace, problem: Any, dims: list[int]) -> t
     splits = splits_from_args(args, problem)
     def make() -> list:
         if args.directions == "hessian":
-            return curvature_cli.hessian_directions(problem, max(dims), seed=args.seed)
+            return hessian_directions(problem, max(dims), seed=args.seed)
         return random_directions(problem.params, max(dims), seed=args.seed, normalization=args.normalization,
                                  include_1d=args.include_1d, orthogonal=args.orthogonal)
 

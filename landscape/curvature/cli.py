@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .operators import OPERATORS
-from .step import CurvatureConfig, hessian_directions, run_curvature
+from .step import CurvatureConfig, run_curvature
 
 HELP = "Hessian (or GGN / empirical Fisher) top and bottom eigenvalues, trace and spectral density"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-from typing import Any
 
 from ..errors import LandscapeError
 
@@ -62,7 +61,7 @@ def noise_steps_from_args(args: argparse.Namespace) -> list:
 
 
 def run_noise(args: argparse.Namespace) -> int:
-    from ..cli import output_path, problem_from_args, write_report_next_to
+    from ..cli import problem_from_args, write_report_next_to
     from ..scan import base_settings, run_scan
     from .step import noise_step
 
