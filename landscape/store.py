@@ -202,8 +202,20 @@ class ResultsWriter:
         assert self.file is not None, "ResultsWriter used outside its context"
         return self.file
 
-    def has_group(self, path: str) -> bool:
-        return path in self.h5 and bool(self.h5[path].attrs.get("complete", False))
+    def has_group(self, path: str, expected: Mapping[str, Any] | None = None) -> bool:
+        """Whether a finished group is there. If it is but was computed with settings other
+        than ``expected``, refuse: a resumed run must not pass off old results as the new ones."""
+        if path not in self.h5 or not bool(self.h5[path].attrs.get("complete", False)):
+            return False
+        stored = self.h5[path].attrs
+        differing = [k for k, v in (expected or {}).items()
+                     if _comparable(stored.get(k, "")) != _comparable(attr_value(v))]
+        if differing:
+            detail = "; ".join(f"{k}={read_attr(stored.get(k, ''))!r} there, {expected[k]!r} asked"
+                               for k in differing[:3])
+            raise LandscapeError(f"'{self.path}' already holds '{path}' computed with other settings "
+                                 f"({detail}); choose another -o, or --overwrite to start over")
+        return True
 
     def write_group(self, path: str, attrs: Mapping[str, Any],
                     arrays: Mapping[str, Any]) -> h5py.Group:

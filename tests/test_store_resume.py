@@ -274,3 +274,23 @@ def test_resume_adds_other_analyses_to_a_finished_file_and_records_their_setting
         assert read_attr(h5.attrs["normalization"]) == "filter"  # the new command's settings are recorded
         assert h5["surfaces/1d/done"][()].all()
         np.testing.assert_array_equal(h5["curvature/hessian_top/eigenvalues"][()], eigenvalues)
+
+
+def test_resume_refuses_to_keep_an_analysis_computed_with_other_settings(tmp_path, capsys):
+    torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
+    common = [str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
+              "--loss", "cross_entropy", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    assert cli.main(["hessian", *common, "--top", "3"]) == 0
+    assert cli.main(["hessian", *common, "--top", "2", "--resume"]) == 0  # top-3 answers top-2
+    capsys.readouterr()
+    assert cli.main(["hessian", *common, "--top", "4", "--resume"]) == 2
+    assert "k=3 < 4" in capsys.readouterr().err
+    assert cli.main(["hessian", *common, "--top", "3", "--split", "test", "--resume"]) == 2
+    assert "computed with other settings" in capsys.readouterr().err
+    assert cli.main(["noise", *common, "--examples", "16", "--batch-size", "4", "--no-hessian", "--resume"]) == 0
+    capsys.readouterr()
+    assert cli.main(["noise", *common, "--examples", "16", "--batch-size", "8", "--no-hessian", "--resume"]) == 2
+    assert "batch_size=4 there, 8 asked" in capsys.readouterr().err
+    with open_results(tmp_path / "r.h5") as h5:  # the finished file is as it was
+        assert h5["curvature/hessian_top/eigenvalues"].shape == (3,)
+        assert h5["noise"].attrs["batch_size"] == 4

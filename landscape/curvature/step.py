@@ -124,7 +124,8 @@ def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dic
         wanted.append(("trace", "", 0))
     if config.density:
         wanted.append(("density", "", 0))
-    todo = [w for w in wanted if not writer.has_group(f"{GROUP}/{w[0]}")]
+    same = {"operator": config.operator, "split": config.split, "param_patterns": list(config.param_patterns)}
+    todo = [w for w in wanted if not _finished(writer, f"{GROUP}/{w[0]}", same, w[2])]
     if not todo:
         return {}
     op = build_operator(problem, config)
@@ -149,6 +150,17 @@ def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dic
             done[name] = result
             bar.update(1)
     return done
+
+
+def _finished(writer: Any, path: str, same: dict[str, Any], k: int) -> bool:
+    """A finished group computed the same way; for eigenvalues, at least ``k`` of them."""
+    if not writer.has_group(path, same):
+        return False
+    stored_k = int(writer.h5[path].attrs.get("k", 0))
+    if stored_k < k:
+        raise LandscapeError(f"'{writer.path}' already holds '{path}' with k={stored_k} < {k} asked; "
+                             "choose another -o, or --overwrite to start over")
+    return True
 
 
 def hessian_step(top: int = 5, bottom: int = 0, trace: bool = True, density: bool = False,

@@ -23,9 +23,11 @@ def noise_step(examples: int | None, batch_size: int, *, k: int = 10, split: str
                seed: int = 0, hessian: bool = True, **options: Any) -> ScanStep:
     """Compute :func:`gradient_noise` into group ``noise`` unless a finished one is there."""
     def run(problem: Problem, writer: ResultsWriter) -> None:
-        if writer.has_group(GROUP):
+        num_examples = resolve_examples(problem, examples, split)
+        if writer.has_group(GROUP, {"num_examples": num_examples, "batch_size": batch_size, "split": split,
+                                    "seed": seed, "hessian_computed": hessian}):
             return
-        result = gradient_noise(problem, examples=resolve_examples(problem, examples, split),
+        result = gradient_noise(problem, examples=num_examples,
                                 batch_size=batch_size, k=k, split=split, seed=seed, hessian=hessian,
                                 **options)
         attrs, arrays = result.to_group()
