@@ -112,5 +112,5 @@ def test_bad_models_and_losses_are_refused() -> None:
 
 
 class _NoGroups:
-    def has_group(self, _path: str) -> bool:
+    def has_group(self, _path: str, _expected: object = None) -> bool:
         return False
