@@ -309,9 +309,16 @@ class Problem:
 
     def _evaluate_chunk(self, chunk: Params, split: str) -> dict[str, Tensor]:
         buffers = self._buffers_for(chunk)
-        if self.resolved_eval_mode() == "loop":
-            return self._loop_chunk(chunk, buffers, split)
-        return self._vmap_chunk(chunk, buffers, split)
+        if self.resolved_eval_mode() == "vmap" and self._vmap_ok is not False:
+            try:
+                result = self._vmap_chunk(chunk, buffers, split)
+                self._vmap_ok = True
+                return result
+            except Exception:
+                if self._vmap_ok:
+                    raise
+                self._vmap_ok = False  # e.g. a loss or layer without a batching rule
+        return self._loop_chunk(chunk, buffers, split)
 
     def resolved_eval_mode(self) -> str:
         """``eval_mode`` with "auto" resolved: on a GPU, points batched through ``vmap``
@@ -330,7 +337,9 @@ class Problem:
         count = 0
         with torch.no_grad():
             for batch in self.batches(split):
-                for key, value in self._batch_metrics(chunk, buffers, batch).items():
+                metrics_at = lambda params, bufs: self._metrics_at(params, bufs, batch)  # noqa: E731
+                values = vmap(metrics_at, in_dims=(0, None if buffers is None else 0))(chunk, buffers)
+                for key, value in values.items():
                     totals[key] += value.to(torch.float64) * batch.size
                 count += batch.size
         return {k: (v / count).cpu() for k, v in totals.items()}
@@ -370,23 +379,6 @@ class Problem:
         for name, fn in self.metrics.items():
             values[name] = torch.as_tensor(fn(out, batch.target)).reshape(())
         return values
-
-    def _batch_metrics(self, chunk: Params, buffers: Mapping[str, Tensor] | None,
-                       batch: Batch) -> dict[str, Tensor]:
-        metrics_at = lambda params, bufs: self._metrics_at(params, bufs, batch)  # noqa: E731
-        if self._vmap_ok is not False:
-            try:
-                result = vmap(metrics_at, in_dims=(0, None if buffers is None else 0))(chunk, buffers)
-                self._vmap_ok = True
-                return result
-            except Exception:
-                if self._vmap_ok:
-                    raise
-                self._vmap_ok = False  # e.g. a loss or layer without a batching rule
-        rows = [metrics_at({n: p[i] for n, p in chunk.items()},
-                           None if buffers is None else {n: b[i] for n, b in buffers.items()})
-                for i in range(next(iter(chunk.values())).shape[0])]
-        return {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
 
     # ------------------------------------------------------------------ batching
     def points_per_pass(self) -> int:
