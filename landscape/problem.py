@@ -323,7 +323,7 @@ class Problem:
     def resolved_eval_mode(self) -> str:
         """``eval_mode`` with "auto" resolved: on a GPU, points batched through ``vmap``
         (per-call overhead dominates small models there); elsewhere one point per pass over
-        batches merged to the memory budget (a CPU forward is compute-bound already, and
+        batches merged up to ``MERGED_BATCH_BYTES`` (a CPU forward is compute-bound already, and
         ``vmap`` turns convolutions into slow grouped ones). A fixed rule, not a timing
         race, so reruns and resumed scans compute every point the same way."""
         if self.eval_mode == "auto":
@@ -345,7 +345,7 @@ class Problem:
         return {k: (v / count).cpu() for k, v in totals.items()}
 
     def _loop_chunk(self, chunk: Params, buffers: Params | None, split: str) -> dict[str, Tensor]:
-        """One point per forward pass, over the split's batches merged to fit the budget."""
+        """One point per forward pass, over the split's merged batches."""
         rows = []
         batches = self._merged_batches(split)
         count = sum(b.size for b in batches)
