@@ -61,17 +61,16 @@ def config_from_args(args: argparse.Namespace) -> CurvatureConfig:
 
 def run(args: argparse.Namespace) -> int:
     from ..cli import output_path, problem_from_args, write_report_next_to
-    from ..scan import RESUME_KEYS, ResultsWriter, base_settings
+    from ..scan import ScanStep, base_settings, run_scan
 
     config = config_from_args(args)
     problem, provenance = problem_from_args(args)
     config.check(sum(p.numel() for p in problem.params.values()))
-    out = output_path(args, args.checkpoint)
-    settings = base_settings(problem, provenance, seed=args.seed)
-    with ResultsWriter(out, settings, resume=args.resume, overwrite=args.overwrite,
-                       must_match=RESUME_KEYS) as writer:
-        results = run_curvature(problem, writer, config)
-        path = writer.finish()
+    results: dict[str, object] = {}  # what this run computed, for the summary lines
+    step = ScanStep("curvature", lambda p, writer: results.update(run_curvature(p, writer, config)))
+    path = run_scan(problem, output_path(args, args.checkpoint), [step],
+                    base_settings(problem, provenance, seed=args.seed),
+                    resume=args.resume, overwrite=args.overwrite)
     for name, result in results.items():
         print(summary_line(name, result))
     print(f"results: {path}")
