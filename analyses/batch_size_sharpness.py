@@ -15,7 +15,6 @@ the basin along them. Writes results.json, figures (PNG + PDF) and prints a tabl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from common import (Digits, export, per_seed_boxes, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
+from common import (Digits, add_run_options, export, per_seed_boxes, replot, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
                     paired_ratios, pm, ratio_table, write_json)
 from landscape import zoo  # noqa: E402
 
@@ -99,16 +98,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--target-loss", type=float, default=0.01)
     p.add_argument("--max-epochs", type=int, default=5000)
     p.add_argument("--rays", type=int, default=8, help="random directions per model")
-    p.add_argument("--quick", action="store_true", help="tiny budget for the smoke test (1 seed, loose target)")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--replot", action="store_true", help="only redraw the figures from OUT/results.json")
-    p.add_argument("--threads", type=int, default=1)
+    add_run_options(p, "tiny budget for the smoke test (1 seed, loose target)")
     args = p.parse_args(argv)
     if args.replot:
-        payload = json.loads((args.out / "results.json").read_text())
-        for path in export(figures(payload["runs"], [int(b) for b in payload["batch_sizes"]]), args.out):
-            print("wrote", path)
-        return payload
+        return replot(args.out, lambda payload: figures(payload["runs"], [int(b) for b in payload["batch_sizes"]]))
     if args.quick:
         args.seeds, args.target_loss, args.max_epochs, args.rays = args.seeds[:1], 0.5, 3, 1
     torch.set_num_threads(args.threads)

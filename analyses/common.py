@@ -207,6 +207,22 @@ def export(figures: dict[str, Any], out_dir: Path) -> list[Path]:
     return export_figures(figures, out_dir, ExportOptions(formats=("png", "pdf"), width=720, height=440))
 
 
+def add_run_options(parser: Any, quick_help: str) -> None:
+    """Options every study takes: a smoke-test budget, figures on/off or redrawn, threads."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--replot", action="store_true", help="only redraw the figures from OUT/results.json")
+    parser.add_argument("--threads", type=int, default=1)
+
+
+def replot(out: Path, make_figures: Any) -> dict[str, Any]:
+    """Redraw a study's figures from its results.json; ``make_figures(payload)`` builds them."""
+    payload = json.loads((out / "results.json").read_text())
+    for path in export(make_figures(payload), out):
+        print("wrote", path)
+    return payload
+
+
 def per_seed_boxes(runs: Sequence[dict[str, Any]], group: str, groups: dict[Any, tuple[str, str]],
                    metrics: Sequence[tuple[str, str]], title: str) -> Any:
     """One box plot per metric, a box per group (``groups[value] = (label, colour)``),

@@ -23,7 +23,6 @@ Each solution is measured with the landscape library: test accuracy, Hessian λ_
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -40,7 +39,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn  # noqa: E402
 
-from common import (Digits, export, per_seed_boxes, format_table, load_digits, machine, measure, paired_ratios, pm,  # noqa: E402
+from common import (Digits, add_run_options, export, per_seed_boxes, replot, format_table, load_digits, machine, measure, paired_ratios, pm,  # noqa: E402
                     ratio_table, write_json)
 from landscape import zoo  # noqa: E402
 
@@ -185,16 +184,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--swa-lr", type=float, default=0.025, help="constant LR while averaging (the cosine's value at the switch)")
     p.add_argument("--rays", type=int, default=8, help="random directions per model")
     p.add_argument("--rise", type=float, default=0.1, help="train-loss rise that defines the width")
-    p.add_argument("--quick", action="store_true", help="tiny budget for the smoke test (1 seed, 4 epochs)")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--replot", action="store_true", help="only redraw the figures from OUT/results.json")
-    p.add_argument("--threads", type=int, default=1)
+    add_run_options(p, "tiny budget for the smoke test (1 seed, 4 epochs)")
     args = p.parse_args(argv)
     if args.replot:
-        payload = json.loads((args.out / "results.json").read_text())
-        for path in export(figures(payload["runs"], payload["measure_settings"]["width_rise"]), args.out):
-            print("wrote", path)
-        return payload
+        return replot(args.out, lambda payload: figures(payload["runs"], payload["measure_settings"]["width_rise"]))
     if args.quick:
         args.seeds, args.epochs, args.rays = args.seeds[:1], 4, 1
     torch.set_num_threads(args.threads)
