@@ -261,10 +261,15 @@ def test_resume_of_a_finished_scan_with_the_same_options_changes_nothing(tmp_pat
         np.testing.assert_array_equal(h5["surfaces/1d/train/loss"][()], before)
 
 
-def test_resume_adds_other_analyses_to_a_finished_file_and_records_their_settings(tmp_path, capsys):
+def mlp_checkpoint_args(tmp_path: Path) -> list[str]:
+    """A saved test MLP and the options every command needs for it, writing r.h5."""
     torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
-    common = [str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
-              "--loss", "cross_entropy", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    return [str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
+            "--loss", "cross_entropy", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+
+
+def test_resume_adds_other_analyses_to_a_finished_file_and_records_their_settings(tmp_path, capsys):
+    common = mlp_checkpoint_args(tmp_path)
     assert cli.main(["hessian", *common, "--top", "2"]) == 0
     with h5py.File(tmp_path / "r.h5", "r") as h5:
         eigenvalues = h5["curvature/hessian_top/eigenvalues"][()]
@@ -277,9 +282,7 @@ def test_resume_adds_other_analyses_to_a_finished_file_and_records_their_setting
 
 
 def test_resume_refuses_to_keep_an_analysis_computed_with_other_settings(tmp_path, capsys):
-    torch.save(models.mlp().state_dict(), tmp_path / "ckpt.pt")
-    common = [str(tmp_path / "ckpt.pt"), "--model", "tests.models:mlp", "--data", "tests.models:vector_data",
-              "--loss", "cross_entropy", "--no-report", "--quiet", "-o", str(tmp_path / "r.h5")]
+    common = mlp_checkpoint_args(tmp_path)
     assert cli.main(["hessian", *common, "--top", "3"]) == 0
     assert cli.main(["hessian", *common, "--top", "2", "--resume"]) == 0  # top-3 answers top-2
     capsys.readouterr()
