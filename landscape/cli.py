@@ -149,12 +149,10 @@ def splits_from_args(args: argparse.Namespace, problem: Any) -> list[str]:
 
 
 def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
-    """Write the HTML report beside the results file (views land in their own module)."""
+    """Write the HTML report beside the results file unless ``--no-report``."""
+    from .views import write_report
+
     if getattr(args, "no_report", False):
-        return
-    try:
-        from .views import write_report
-    except ImportError:
         return
     html = path.with_suffix(".html")
     write_report(path, html)
