@@ -264,7 +264,8 @@ def _run_interpolate(args: argparse.Namespace) -> int:
         # its model spec: the others then load by their own contents, not by that name
         self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
         model, _ = build_model(load_checkpoint(path, trust=args.trust),
-                               args.model or (None if self_contained else provenance["model_spec"]))
+                               args.model or (None if self_contained else provenance["model_spec"]),
+                               trust=args.trust)
         named = dict(model.named_parameters())
         missing = [n for n in problem.params if n not in named]
         if missing:

@@ -4,7 +4,11 @@ Checkpoint formats: plain state_dicts, dicts holding ``state_dict``/``model``, L
 ``.ckpt``, safetensors, TorchScript and ``torch.export`` programs. Model, data and loss are
 named by metadata written by :func:`save`, by ``package.module:callable`` or
 ``path/to/file.py:callable`` specs, or by built-in names (:mod:`landscape.zoo`).
-Pickled checkpoints are read with ``weights_only=True`` unless ``trust=True``.
+
+Trust: nothing named inside a file runs unless ``trust=True``. Pickled checkpoints are read
+with ``weights_only=True``, and a model, data or loss spec found in a file's metadata is used
+only if it names a built-in or a data file (:func:`metadata_spec`); specs the caller passes
+explicitly are the caller's own and always run.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ import importlib
 import importlib.util
 import inspect
 import json
-import pickle
+import os
+import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,9 @@ LOSSES: dict[str, LossFn] = {
     "nll": F.nll_loss,
     "bce_with_logits": F.binary_cross_entropy_with_logits,
 }
+
+DATA_FILE_SUFFIXES = (".pt", ".pth", ".npz")
+RESULTS_SCHEMA = "landscape-results"  # root attribute ``schema`` of the toolkit's results files
 
 
 @dataclass
@@ -98,23 +107,89 @@ def load_checkpoint(path: str | Path, *, trust: bool = False) -> Checkpoint:
             return _load_exported(path, sha)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as exc:
-        # only a disallowed class/function is a trust question; anything else is a broken file
-        if "Unsupported global" in str(exc):
-            raise LandscapeError(
-                f"checkpoint '{path}' contains pickled Python objects beyond tensors; loading it "
-                "could run code from the file. Pass --trust (trust=True) only if you trust its "
-                "source, or re-save it as a state_dict") from None
-        raise _unreadable(path, exc) from None
     except Exception as exc:
         raise _unreadable(path, exc) from None
     return _from_object(obj, path, sha)
 
 
 def _unreadable(path: Path, exc: BaseException) -> LandscapeError:
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return LandscapeError(f"could not read checkpoint '{path}' ({type(exc).__name__}: {reason}); "
-                          "the file may be truncated or corrupt, or not a PyTorch checkpoint")
+    """One line saying why ``path`` could not be read as a checkpoint and what to do.
+
+    The file itself is looked at (empty, HDF5, text, cut-off zip) because the loaders'
+    messages describe their parser's state, not the file.
+    """
+    message = str(exc)
+    if "GLOBAL " in message or "add_safe_globals" in message or "Trying to call reduce" in message:
+        # torch's weights_only unpickler refused a class or function: a trust question, not a broken file
+        found = re.search(r"GLOBAL (\S+)", message)
+        example = f" (e.g. a pickled {found.group(1)})" if found else ""
+        return LandscapeError(f"checkpoint '{path}' holds Python objects beyond tensors{example}; loading "
+                              "them runs code from the file: pass --trust only if you trust its source, "
+                              "or re-save it as a state_dict")
+    if isinstance(exc, ModuleNotFoundError) or "Can't get attribute" in message:
+        return LandscapeError(f"checkpoint '{path}' holds pickled Python objects whose code cannot be "
+                              f"imported here ({_first_line(message)}); run landscape where the code that "
+                              "saved it is importable, or re-save the model as a state_dict")
+    if path.stat().st_size == 0:
+        return LandscapeError(f"checkpoint '{path}' is an empty file (0 bytes); its save was probably "
+                              "interrupted: save it again or give another file")
+    if (hdf5 := _hdf5_error(path)) is not None:
+        return hdf5
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if _looks_like_text(head):
+        return LandscapeError(f"checkpoint '{path}' is not a PyTorch checkpoint (it looks like a text "
+                              "file); give the file written by torch.save, safetensors, TorchScript or "
+                              "torch.export")
+    if head.startswith(b"PK\x03\x04"):
+        return LandscapeError(f"could not read checkpoint '{path}': it is a zip archive (as torch.save "
+                              "writes) without its end, so it is truncated; save or copy it again")
+    return LandscapeError(f"could not read checkpoint '{path}': it is not a PyTorch checkpoint or is "
+                          "truncated/corrupt; check the path, or save it again")
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no details"
+
+
+def _hdf5_error(path: Path) -> LandscapeError | None:
+    """The error for an HDF5 file given as a checkpoint (a results file says where its checkpoint is)."""
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        return None
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: _text(h5.attrs[k]) for k in ("schema", "checkpoint_path") if k in h5.attrs}
+    except Exception:  # an unreadable HDF5 file is still not a checkpoint
+        attrs = {}
+    if attrs.get("schema") != RESULTS_SCHEMA:
+        return LandscapeError(f"'{path}' is an HDF5 file, not a PyTorch checkpoint; give the file written "
+                              "by torch.save, safetensors, TorchScript or torch.export")
+    source = attrs.get("checkpoint_path")
+    where = f", '{source}' (recorded in the file's checkpoint_path attribute)" if source else \
+        " (its path is recorded in the file's checkpoint_path attribute)"
+    return LandscapeError(f"'{path}' is a landscape results file, not a checkpoint; give the checkpoint "
+                          f"the scan was made from{where}")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes are printable UTF-8 (a multi-byte character may be cut at the end)."""
+    if not head or b"\x00" in head:
+        return False
+    for cut in range(4):
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return False
+    return all(ch.isprintable() or ch in "\t\n\r\f" for ch in text)
 
 
 def _load_safetensors(path: Path, sha: str) -> Checkpoint:
@@ -190,32 +265,91 @@ def resolve_callable(spec: str, what: str) -> Callable[..., Any]:
         raise LandscapeError(f"{what} '{spec}' is neither a built-in ({', '.join(zoo.BUILTINS)}) "
                              "nor of the form package.module:callable or path/to/file.py:callable")
     target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        file = Path(target)
-        if not file.is_file():
-            raise LandscapeError(f"{what} '{spec}': file '{file}' not found")
-        name = f"_landscape_user_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]}"
-        module = sys.modules.get(name)
-        if module is None:
-            module_spec = importlib.util.spec_from_file_location(name, file)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            try:
-                module_spec.loader.exec_module(module)
-            except Exception as exc:
-                del sys.modules[name]
-                raise LandscapeError(f"{what} '{spec}': importing '{file}' failed "
-                                     f"({type(exc).__name__}: {exc})") from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise LandscapeError(f"{what} '{spec}': cannot import '{target}' ({exc})") from None
+    module = _import_file(target, spec, what) if target.endswith(".py") else _import_module(target, spec, what)
     try:
         return getattr(module, attr)
     except AttributeError:
         raise LandscapeError(f"{what} '{spec}': '{target}' has no attribute '{attr}'") from None
+
+
+def _import_file(target: str, spec: str, what: str) -> Any:
+    """Run ``target`` (a .py file) as a module once; like a script, it imports its neighbours."""
+    file = Path(target)
+    if not file.is_file():
+        raise LandscapeError(f"{what} '{spec}': file '{file}' not found")
+    name = f"_landscape_user_{hashlib.sha1(str(file.resolve()).encode()).hexdigest()[:10]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, file)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        with _on_sys_path(str(file.resolve().parent)):
+            module_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise LandscapeError(f"{what} '{spec}': importing '{file}' failed "
+                             f"({type(exc).__name__}: {exc})") from None
+    return module
+
+
+def _import_module(target: str, spec: str, what: str) -> Any:
+    """Import ``package.module`` with the working directory importable, as under ``python -m``
+    (the console script does not put it on sys.path)."""
+    try:
+        with _on_sys_path(os.getcwd()):
+            return importlib.import_module(target)
+    except ImportError as exc:
+        raise LandscapeError(f"{what} '{spec}': cannot import '{target}' ({exc})") from None
+
+
+@contextmanager
+def _on_sys_path(folder: str) -> Iterator[None]:
+    """``folder`` at the front of sys.path for the block, unless it is already there."""
+    here = Path(folder).resolve()
+    if any(Path(entry or os.curdir).resolve() == here for entry in sys.path if isinstance(entry, str)):
+        yield
+        return
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+
+
+# What each metadata key names, and the option that names it instead.
+METADATA_KEYS = {"model": ("model factory", "--model"), "data": ("data factory", "--data"),
+                 "loss": ("loss function", "--loss")}
+
+
+def metadata_spec(checkpoint: Checkpoint, key: str, *, trust: bool) -> str | None:
+    """The model, data or loss spec (``key``) named by ``checkpoint``'s metadata, if any.
+
+    A spec from a file is the file's author's choice, not the user's: one that would import
+    and call code is returned only with ``trust``. Built-in names (``landscape.zoo``, the
+    named losses) and data files (read without unpickling code) are always fine.
+    """
+    spec = checkpoint.metadata.get(key)
+    what, option = METADATA_KEYS[key]
+    if spec is None or spec == "":
+        return None
+    if not isinstance(spec, str):
+        raise LandscapeError(f"checkpoint '{checkpoint.path}' names its {what} as a "
+                             f"{type(spec).__name__}, not a string, in its metadata: give {option} explicitly")
+    if trust or _runs_no_outside_code(spec):
+        return spec
+    raise LandscapeError(f"checkpoint '{checkpoint.path}' names {what} '{spec}' in its metadata; landscape "
+                         "runs code named by a file only with --trust (trust=True): pass --trust if you "
+                         f"trust the file's source, or give {option} explicitly")
+
+
+def _runs_no_outside_code(spec: str) -> bool:
+    """Whether ``spec`` names a built-in model/data/loss or a data file (nothing from elsewhere runs)."""
+    builtin = spec.removeprefix("landscape.zoo:")
+    return (builtin in zoo.BUILTINS or spec in LOSSES
+            or (":" not in spec and Path(spec).suffix in DATA_FILE_SUFFIXES))
 
 
 def resolve_loss(loss: str | LossFn | None) -> tuple[LossFn, str]:
@@ -233,11 +367,16 @@ def resolve_loss(loss: str | LossFn | None) -> tuple[LossFn, str]:
 
 
 def build_model(checkpoint: Checkpoint, model_spec: str | None = None,
-                model_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, str]:
-    """The model with the checkpoint's weights, and the spec that built it."""
+                model_kwargs: Mapping[str, Any] | None = None, *,
+                trust: bool = False) -> tuple[nn.Module, str]:
+    """The model with the checkpoint's weights, and the spec that built it.
+
+    ``model_spec`` is the caller's own; without it the checkpoint's metadata names the model,
+    which runs only if built in or with ``trust`` (:func:`metadata_spec`).
+    """
     if checkpoint.module is not None and model_spec is None:
         return checkpoint.module, checkpoint.format
-    spec = model_spec or checkpoint.metadata.get("model")
+    spec = model_spec or metadata_spec(checkpoint, "model", trust=trust)
     if not spec:
         raise LandscapeError(f"checkpoint '{checkpoint.path}' holds only weights and no model "
                              "metadata: pass --model package.module:factory (or file.py:factory)")
@@ -295,7 +434,7 @@ def load_data(spec: str, *, batch_size: int = 256, kwargs: Mapping[str, Any] | N
     pair or a ``{"train": ..., "test": ...}`` mapping.
     """
     path = Path(spec)
-    if path.suffix in (".pt", ".pth", ".npz") and ":" not in spec:
+    if path.suffix in DATA_FILE_SUFFIXES and ":" not in spec:
         return _data_file(path, batch_size)
     factory = resolve_callable(spec, "data")
     kwargs = dict(kwargs or {})
@@ -378,11 +517,18 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
                  batch_size: int | None = None, max_batches: int | None = None,
                  max_examples: int | None = None,
                  metrics: Mapping[str, Callable[..., Any]] | None = None) -> tuple[Problem, Provenance]:
-    """Checkpoint + specs → Problem, with the provenance to record."""
+    """Checkpoint + specs → Problem, with the provenance to record.
+
+    ``model``, ``data`` and ``loss`` default to what the checkpoint's metadata names; those
+    run code from the file's author only with ``trust`` unless they are built-ins.
+    """
     checkpoint = load_checkpoint(checkpoint_path, trust=trust)
-    net, model_spec = build_model(checkpoint, model)
     meta = checkpoint.metadata
-    data_spec = data or meta.get("data")
+    # data and loss named by metadata are vetted here and the model's in build_model, all before
+    # any factory runs, so a refusal comes before any code the file names
+    data_spec = data or metadata_spec(checkpoint, "data", trust=trust)
+    loss_spec = loss or metadata_spec(checkpoint, "loss", trust=trust)
+    net, model_spec = build_model(checkpoint, model, trust=trust)
     if not data_spec:
         raise LandscapeError(f"checkpoint '{checkpoint.path}' names no data: pass --data "
                              "(a .pt/.npz file, package.module:factory or file.py:factory)")
@@ -392,7 +538,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
             raise LandscapeError(f"batch size must be positive, got {batch_size}")
         data_kwargs["batch_size"] = batch_size
     splits = load_data(data_spec, batch_size=batch_size or 256, kwargs=data_kwargs)
-    loss_fn, loss_name = resolve_loss(loss or meta.get("loss"))
+    loss_fn, loss_name = resolve_loss(loss_spec)
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
                              max_batches=max_batches, max_examples=max_examples, metrics=metrics)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,

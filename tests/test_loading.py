@@ -8,6 +8,8 @@ the same data (float32 model; rtol 1e-6 covers float32 summation-order differenc
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,7 +98,7 @@ def test_safetensors_with_landscape_metadata_needs_nothing_else(tmp_path):
     save_file(model.state_dict(), str(path), metadata={
         "landscape.model": "tests.models:MLP", "landscape.model_kwargs": json.dumps({"hidden": 9}),
         "landscape.data": DATA, "landscape.loss": "cross_entropy", "other": "ignored"})
-    problem, provenance = load_problem(path)
+    problem, provenance = load_problem(path, trust=True)  # its specs name test code (test_trust.py)
     assert (provenance.model_spec, provenance.data_spec, provenance.loss_spec) == \
         ("tests.models:MLP", DATA, "cross_entropy")
     assert_matches(problem, model)
@@ -110,11 +112,11 @@ def test_landscape_save_metadata_rebuilds_model_data_and_loss(tmp_path):
                           script="tests")
     raw = torch.load(path, weights_only=True)  # loadable without trusting the file
     assert raw["landscape"]["provenance"] == {"seed": 0, "script": "tests"}
-    problem, provenance = load_problem(path)
+    problem, provenance = load_problem(path, trust=True)  # its specs name test code (test_trust.py)
     assert provenance.checkpoint_sha256 == load_checkpoint(path).sha256 and len(provenance.checkpoint_sha256) == 64
     assert_matches(problem, model)
     # an explicit option wins over the metadata
-    _, explicit = load_problem(path, loss="tests.models:smooth_cross_entropy")
+    _, explicit = load_problem(path, loss="tests.models:smooth_cross_entropy", trust=True)
     assert explicit.loss_spec == "tests.models:smooth_cross_entropy" and explicit.model_spec == "tests.models:MLP"
 
 
@@ -278,3 +280,123 @@ def test_problem_accepts_a_torchscript_module_without_changing_it():
     problem = landscape.Problem.create(scripted, F.cross_entropy, models.vector_data())
     assert_matches(problem, model)
     assert all(torch.equal(before[k], v) for k, v in scripted.state_dict().items())
+
+
+# ---------------------------------------------------------------------------- unreadable files
+def load_error(path, trust: bool = False) -> str:
+    """The one-line message of loading ``path`` as a checkpoint."""
+    with pytest.raises(LandscapeError) as caught:
+        load_checkpoint(path, trust=trust)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert "may be truncated or corrupt" not in message and "Weights only load failed" not in message
+    return message
+
+
+def test_pickled_module_refusal_names_the_class_briefly(tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(trained_like(), path)
+    message = load_error(path)
+    assert message == (f"checkpoint '{path}' holds Python objects beyond tensors (e.g. a pickled "
+                       "tests.models.MLP); loading them runs code from the file: pass --trust only if "
+                       "you trust its source, or re-save it as a state_dict")
+
+
+def test_trusted_pickle_whose_class_is_gone_says_so(tmp_path, monkeypatch):
+    (tmp_path / "vanishing_net.py").write_text(
+        "from torch import nn\n\nclass Net(nn.Linear):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import vanishing_net
+    path = tmp_path / "whole.pt"
+    torch.save(vanishing_net.Net(2, 2), path)
+    monkeypatch.delitem(sys.modules, "vanishing_net")
+    (tmp_path / "vanishing_net.py").unlink()
+    message = load_error(path, trust=True)
+    assert "whose code cannot be imported here (No module named 'vanishing_net')" in message
+    assert "re-save the model as a state_dict" in message
+
+
+@pytest.mark.parametrize("trust", [False, True])
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is an empty file (0 bytes)"),
+    (b"epoch 3 loss 0.51\nepoch 4 loss 0.48\n", "is not a PyTorch checkpoint (it looks like a text file)"),
+    ('{"model": "r\u00e9seau"}\n'.encode(), "is not a PyTorch checkpoint (it looks like a text file)"),
+    (bytes(range(256)) * 8, "is not a PyTorch checkpoint or is truncated/corrupt"),
+])
+def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path, content, expected, trust):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(content)
+    message = load_error(path, trust)
+    assert message.startswith(("checkpoint ", "could not read checkpoint ")) and f"'{path}'" in message
+    assert expected in message and "Error" not in message and "KeyError" not in message
+
+
+def test_random_bytes_and_a_cut_off_zip_are_corrupt(tmp_path):
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    assert load_error(noise) == (f"could not read checkpoint '{noise}': it is not a PyTorch checkpoint or is "
+                                 "truncated/corrupt; check the path, or save it again")
+    whole = tmp_path / "whole.pt"
+    torch.save(trained_like().state_dict(), whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:1000])
+    assert "without its end, so it is truncated; save or copy it again" in load_error(cut)
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_results_file_given_as_checkpoint_points_to_its_checkpoint(tmp_path, trust):
+    import h5py
+    path = tmp_path / "scan.landscape.h5"
+    with h5py.File(path, "w") as h5:
+        h5.attrs["schema"] = "landscape-results"
+        h5.attrs["checkpoint_path"] = "runs/ckpt.pt"
+    assert load_error(path, trust) == (
+        f"'{path}' is a landscape results file, not a checkpoint; give the checkpoint the scan was "
+        "made from, 'runs/ckpt.pt' (recorded in the file's checkpoint_path attribute)")
+    with h5py.File(path, "w") as h5:
+        h5.attrs["schema"] = "landscape-results"
+    assert "(its path is recorded in the file's checkpoint_path attribute)" in load_error(path, trust)
+    with h5py.File(path, "w") as h5:
+        h5["weights"] = np.zeros(3)
+    assert load_error(path, trust).startswith(f"'{path}' is an HDF5 file, not a PyTorch checkpoint; give ")
+
+
+# ---------------------------------------------------------------------------- spec files and their neighbours
+@pytest.fixture
+def stranger_module():
+    """``stranger`` is imported from a test folder: forget it afterwards."""
+    yield
+    sys.modules.pop("stranger", None)
+
+
+def write_stranger(folder) -> None:
+    (folder / "stranger.py").write_text(
+        "from tests import models\n\n"
+        "def loader():\n    return models.vector_data()\n\n"
+        "def build():\n    return models.MLP()\n")
+
+
+def test_a_spec_file_imports_its_neighbours(tmp_path, stranger_module):
+    write_stranger(tmp_path)
+    (tmp_path / "sib.py").write_text("from stranger import loader\n")
+    before = list(sys.path)
+    assert str(tmp_path) not in before
+    splits = load_data(f"{tmp_path / 'sib.py'}:loader")
+    assert set(splits) == {"train", "test"} and len(splits["train"]) == 2
+    assert sys.path == before  # the folder was on sys.path only while sib.py ran
+
+
+def test_a_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch, stranger_module):
+    write_stranger(tmp_path)
+    here = tmp_path.resolve()
+    # as under the console script: neither '' nor the working directory on sys.path
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p and p != "." and Path(p).resolve() != here])
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    path = tmp_path / "ckpt.pt"
+    model = trained_like()
+    torch.save(model.state_dict(), path)
+    problem, provenance = load_problem(path, model="stranger:build", data="stranger:loader", loss="cross_entropy")
+    assert provenance.model_spec == "stranger:build"
+    assert_matches(problem, model)
+    assert sys.path == before
