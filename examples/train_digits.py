@@ -18,6 +18,9 @@ import landscape
 from landscape import zoo
 
 
+BATCH_SIZE = 64
+
+
 def train(model: torch.nn.Module, data: dict, *, epochs: int, lr: float, batch_size: int, seed: int) -> float:
     """Plain SGD with momentum over shuffled mini-batches; returns the final test accuracy."""
     torch.manual_seed(seed)
@@ -51,10 +54,11 @@ def main() -> None:
     for name, data, epochs in bundled:
         torch.manual_seed(args.seed)
         model = zoo.BUILTINS[name]()
-        acc = train(model, zoo.BUILTINS[data](), epochs=epochs, lr=0.05, batch_size=64, seed=args.seed)
+        acc = train(model, zoo.BUILTINS[data](), epochs=epochs, lr=0.05, batch_size=BATCH_SIZE, seed=args.seed)
         landscape.save(args.out / f"{name}.pt", model, model_spec=name, data_spec=data, loss="cross_entropy",
                        script="examples/train_digits.py", seed=args.seed, test_accuracy=acc,
-                       optimizer=f"SGD(lr=0.05, momentum=0.9), batch 64, {epochs} epochs")
+                       batch_size=BATCH_SIZE,  # `landscape noise` reports the noise for this B
+                       optimizer=f"SGD(lr=0.05, momentum=0.9), batch {BATCH_SIZE}, {epochs} epochs")
         print(f"{name}: test accuracy {acc:.3f}")
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def save(path: str | Path, model: nn.Module, *, model_spec: str, data_spec: str 
     """Save ``model``'s state_dict with the specs that rebuild its model, data and loss.
 
     The file loads with ``weights_only=True``: specs are strings, kwargs plain values.
-    ``extra`` (seed, script, epochs, ...) is stored as provenance.
+    ``extra`` (seed, script, epochs, ...) is stored as provenance; ``batch_size=B`` there is
+    the training mini-batch size, the default B of ``landscape noise``.
     """
     metadata = {"model": model_spec, "model_kwargs": dict(model_kwargs or {}),
                 "data": data_spec, "data_kwargs": dict(data_kwargs or {}), "loss": loss,
@@ -506,9 +507,17 @@ class Provenance:
     data_spec: str
     loss_spec: str
     trusted: bool
+    training_batch_size: int | None = None  # recorded by whoever saved the checkpoint
 
     def as_attrs(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def training_batch_size(checkpoint: Checkpoint) -> int | None:
+    """The training mini-batch size ``landscape.save(..., batch_size=B)`` recorded, if any."""
+    recorded = checkpoint.metadata.get("provenance")
+    size = recorded.get("batch_size") if isinstance(recorded, Mapping) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
 
 
 def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data: str | None = None,
@@ -542,5 +551,5 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
                              max_batches=max_batches, max_examples=max_examples, metrics=metrics)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
-                            model_spec, data_spec, loss_name, trust)
+                            model_spec, data_spec, loss_name, trust, training_batch_size(checkpoint))
     return problem, provenance

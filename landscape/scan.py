@@ -19,17 +19,28 @@ from torch import Tensor
 
 from . import __version__
 from .directions import NamedDirection
+from .memory import require_fits
 from .problem import Problem
 from .store import ResultsWriter
 from .surface import evaluate_points
 
 
+def _nothing_to_check(_problem: Problem) -> None:
+    return None
+
+
 @dataclass
 class ScanStep:
-    """One analysis: ``run`` computes it on the problem and writes it (skipping finished work)."""
+    """One analysis: ``run`` computes it on the problem and writes it (skipping finished work).
+
+    ``check`` validates the step's options against the problem (sizes, memory) and raises
+    :class:`LandscapeError`; :func:`run_scan` calls every step's check before the results
+    file is created, so a bad option never leaves a file behind.
+    """
 
     name: str
     run: Callable[[Problem, ResultsWriter], None]
+    check: Callable[[Problem], None] = _nothing_to_check
 
 
 # Root attributes that must be equal for a scan to be resumed.
@@ -66,8 +77,21 @@ class SurfaceSpec:
         return ["alpha", "beta"][: len(self.axes)]
 
 
+def surface_bytes(spec: SurfaceSpec, num_metrics: int) -> int:
+    """Host memory of a surface: float64 grids per split and metric, the done mask, and the
+    grid's coefficient rows (with their meshgrid)."""
+    cells = int(np.prod([len(a) for a in spec.axes], dtype=np.float64))
+    return cells * (8 * len(spec.splits) * num_metrics + 1 + 16 * len(spec.axes))
+
+
 def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None) -> ScanStep:
     """Evaluate ``spec`` around ``origin`` (θ* by default), storing each chunk as it finishes."""
+    def check(problem: Problem) -> None:
+        for split in spec.splits:
+            problem.batches(split)  # a clear error for an unknown split
+        require_fits(surface_bytes(spec, len(problem.metric_names())), f"surface '{spec.name}' "
+                     f"({' × '.join(str(len(a)) for a in spec.axes)} points)", "use fewer --points")
+
     def run(problem: Problem, writer: ResultsWriter) -> None:
         attrs: dict[str, Any] = {"origin": "checkpoint" if origin is None else "first checkpoint"}
         if spec.markers is not None:
@@ -82,7 +106,7 @@ def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None) 
         for indices, values in evaluate_points(problem, origin or problem.params, directions, spec.axes,
                                                spec.splits, todo, desc=f"surface {spec.name}"):
             writer.write_surface_points(spec.name, indices, values)
-    return ScanStep(f"surfaces/{spec.name}", run)
+    return ScanStep(f"surfaces/{spec.name}", run, check)
 
 
 def base_settings(problem: Problem, provenance: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -100,7 +124,13 @@ def base_settings(problem: Problem, provenance: Mapping[str, Any], **extra: Any)
 
 def run_scan(problem: Problem, output: str | Path, steps: Sequence[ScanStep],
              settings: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Run ``steps`` into ``output`` (written as ``output.partial`` until all finish)."""
+    """Run ``steps`` into ``output`` (written as ``output.partial`` until all finish).
+
+    Every step's ``check`` runs first: options that cannot work are refused before the
+    file exists.
+    """
+    for step in steps:
+        step.check(problem)
     with ResultsWriter(output, settings, resume=resume, overwrite=overwrite,
                        must_match=RESUME_KEYS) as writer:
         for step in steps:

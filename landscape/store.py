@@ -118,10 +118,13 @@ class ResultsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.file is not None:
+            keep = exc is None or (not self._copy_of_finished and holds_finished_work(self.file))
             self.file.close()
             self.file = None
-            if self._copy_of_finished and isinstance(exc, LandscapeError):
-                self.partial.unlink()  # refused: the finished file is still there, untouched
+            if not keep:
+                # nothing worth resuming (or, for a copy of a finished file, the finished file
+                # itself is still there, untouched): leave no file that blocks the rerun
+                self.partial.unlink()
         self._release_lock()
 
     def _acquire_lock(self) -> None:
@@ -298,6 +301,25 @@ class ResultsWriter:
         if done.all():
             group.attrs["complete"] = True
         self.h5.flush()
+
+
+def holds_finished_work(h5: h5py.File) -> bool:
+    """Whether a file holds a finished analysis group or at least one finished surface point
+    (directions alone do not count: they are remade from the seed)."""
+    found = False
+
+    def visit(name: str, node: Any) -> bool | None:
+        nonlocal found
+        if name.startswith("directions"):
+            return None
+        if isinstance(node, h5py.Group) and name.startswith("surfaces/"):
+            found = "done" in node and bool(node["done"][()].any())
+        elif isinstance(node, h5py.Group):
+            found = bool(node.attrs.get("complete", False))
+        return True if found else None
+
+    h5.visititems(visit)
+    return found
 
 
 def _comparable(value: Any) -> Any:

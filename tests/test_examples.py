@@ -27,11 +27,18 @@ def test_training_script_reproduces_the_bundled_checkpoints(tmp_path):
         bundled, remade = load(ROOT / "data", name), load(tmp_path, name)
         accuracy = bundled["landscape"]["provenance"]["test_accuracy"]
         assert remade["landscape"]["provenance"]["test_accuracy"] == pytest.approx(accuracy, abs=0.02)
-    # the MLP's training is deterministic on a CPU whatever the thread count: bit-identical;
-    # the CNN's convolutions sum in a thread-dependent order, so only its accuracy is compared
+    # The MLP's training is deterministic on one CPU, but float32 sums are ordered by the SIMD
+    # width (AVX2 vs AVX-512) and the BLAS kernel picked: on another x86 CPU the weights differ
+    # by ~1e-6 after 60 epochs (7.7e-7 seen on an AVX2 EPYC, 6e-7 here). 1e-5 absolute is ten
+    # times that and far below what a changed recipe moves (weights are O(0.1-1)). The CNN's
+    # convolutions also sum in a thread-dependent order and drift further: its accuracy only.
     bundled, remade = load(ROOT / "data", "digits_mlp"), load(tmp_path, "digits_mlp")
-    assert remade["landscape"] == bundled["landscape"]
-    assert all(torch.equal(bundled["state_dict"][k], remade["state_dict"][k]) for k in bundled["state_dict"])
+    recorded = lambda ckpt: {k: v for k, v in ckpt["landscape"]["provenance"].items()  # noqa: E731
+                             if k != "test_accuracy"}
+    assert recorded(remade) == recorded(bundled)
+    assert {k: v for k, v in remade["landscape"].items() if k != "provenance"} == \
+        {k: v for k, v in bundled["landscape"].items() if k != "provenance"}
+    torch.testing.assert_close(remade["state_dict"], bundled["state_dict"], rtol=0, atol=1e-5)
 
 
 def test_api_example_runs():

@@ -9,6 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
+import landscape
+from landscape import zoo
 from landscape.cli import main
 from landscape.store import read_attr
 
@@ -65,8 +67,7 @@ def test_scan_with_noise_flag(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--examples", "500", "--batch-size", "8"], "--examples 500 is larger than split 'train', which has 96"),
-    (["--examples", "32", "--batch-size", "0"], "--batch-size must be a positive integer"),
-    (["--examples", "32"], "--batch-size B is required"),
+    (["--examples", "32", "--batch-size", "0"], "argument --batch-size: must be ≥ 1, got 0"),
     (["--examples", "32", "--batch-size", "200"], "--batch-size 200 is larger than the dataset"),
 ])
 def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, message):
@@ -74,6 +75,20 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("landscape: error:") and message in err
+
+
+def test_batch_size_defaults_to_the_training_batch_size_the_checkpoint_records(tmp_path, capsys):
+    """The bundled checkpoints record B = 64; a checkpoint that records none needs --batch-size."""
+    out = tmp_path / "x.h5"
+    assert main(["noise", MLP, "--examples", "32", "--k", "2", "--no-hessian", "-o", str(out), *SMALL]) == 0
+    with h5py.File(out, "r") as handle:
+        assert int(handle["noise"].attrs["batch_size"]) == 64
+        assert int(handle.attrs["training_batch_size"]) == 64
+    bare = tmp_path / "bare.pt"
+    landscape.save(bare, zoo.digits_mlp(), model_spec="digits_mlp", data_spec="digits", loss="cross_entropy")
+    assert main(["noise", str(bare), "--examples", "32", "-o", str(tmp_path / "y.h5"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --batch-size B" in err and not (tmp_path / "y.h5").exists()
 
 
 def test_sum_reduced_loss_is_refused(tmp_path, capsys, monkeypatch):

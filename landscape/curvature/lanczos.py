@@ -118,6 +118,16 @@ def _start_block(size: int, width: int, seed: int, v0: Tensor | None, dtype: tor
     return q
 
 
+def basis_size_for(size: int, k: int, block: int, max_basis: int | None) -> int:
+    """The number of basis vectors :func:`lanczos` keeps (memory ``size·basis·8`` bytes);
+    refuses a ``max_basis`` too small for ``k`` pairs and blocks of ``block``."""
+    basis_size = min(size, max_basis or max(3 * k, 20, 8 * block) + block)
+    if basis_size < min(size, k + block):
+        raise LandscapeError(f"lanczos: max_basis={max_basis} is too small for k={k} and "
+                             f"block_size={block}; use at least {k + block}")
+    return basis_size
+
+
 def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
             tol: float | None = None, block_size: int = 1, max_basis: int | None = None,
             max_matvecs: int | None = None, seed: int = 0, v0: Tensor | None = None,
@@ -146,10 +156,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     if not tol > 0:
         raise LandscapeError(f"lanczos: tol must be positive, got {tol}")
     block = min(block_size, size)
-    basis_size = min(size, max_basis or max(3 * k, 20, 8 * block) + block)
-    if basis_size < min(size, k + block):
-        raise LandscapeError(f"lanczos: max_basis={max_basis} is too small for k={k} and "
-                             f"block_size={block}; use at least {k + block}")
+    basis_size = basis_size_for(size, k, block, max_basis)
     max_matvecs = max_matvecs or 40 * basis_size
     if check_every is None:
         check_every = 1 if op.device.type == "cpu" else max(1, (basis_size - k) // (2 * block))

@@ -15,12 +15,13 @@ import torch
 
 from ..directions import NamedDirection
 from ..errors import LandscapeError
+from ..memory import require_fits
 from ..problem import Problem
 from ..progress import progress
 from .density import DensityResult, spectral_density
-from .lanczos import EigenResult, lanczos
-from .operators import ProblemOperator, make_operator
-from .trace import TraceResult, estimate_trace
+from .lanczos import EigenResult, basis_size_for, lanczos
+from .operators import ProblemOperator, make_operator, select_parameters
+from .trace import MIN_PROBES, TraceResult, estimate_trace
 
 GROUP = "curvature"
 
@@ -49,11 +50,33 @@ class CurvatureConfig:
     store_eigenvectors: bool = False
 
     def check(self, num_parameters: int) -> None:
+        """Refuse options that cannot work on ``num_parameters`` selected parameters, or whose
+        vectors cannot fit in memory, before anything is computed."""
+        if not (self.top or self.bottom or self.trace or self.density):
+            raise LandscapeError("nothing to compute: ask for --top K, --bottom K, --trace or --density")
         for name in ("top", "bottom"):
             k = getattr(self, name)
             if k < 0 or k > num_parameters:
                 raise LandscapeError(f"--{name} {k}: the operator has {num_parameters} selected parameters; "
                                      f"choose 0 ≤ {name} ≤ {num_parameters}")
+        if self.tol is not None and not self.tol > 0:
+            raise LandscapeError(f"--tol must be positive, got {self.tol}")
+        if self.block_size < 1:
+            raise LandscapeError(f"--block-size must be ≥ 1, got {self.block_size}")
+        vectors = 0
+        for k in (self.top, self.bottom):
+            if k:
+                vectors = max(vectors, basis_size_for(num_parameters, k, min(self.block_size, num_parameters),
+                                                      self.max_basis))
+        if self.trace and self.trace_probes < MIN_PROBES[self.trace_method]:
+            raise LandscapeError(f"--trace-probes {self.trace_probes}: {self.trace_method} needs at least "
+                                 f"{MIN_PROBES[self.trace_method]} for a standard error")
+        if self.density:
+            if self.density_probes < 1 or self.density_steps < 1:
+                raise LandscapeError("--density-probes and --density-steps must be ≥ 1")
+            vectors = max(vectors, self.density_probes * min(self.density_steps, num_parameters))
+        require_fits(8 * num_parameters * vectors, f"curvature ({vectors} vectors of {num_parameters} "
+                     "parameters in float64)", "lower --max-basis, --top/--bottom or the density probes/steps")
 
 
 def build_operator(problem: Problem, config: CurvatureConfig) -> ProblemOperator:
@@ -169,7 +192,16 @@ def hessian_step(top: int = 5, bottom: int = 0, trace: bool = True, density: boo
     from ..scan import ScanStep
 
     config = CurvatureConfig(top=top, bottom=bottom, trace=trace, density=density, **options)
-    return ScanStep(GROUP, lambda problem, writer: run_curvature(problem, writer, config))
+    return ScanStep(GROUP, lambda problem, writer: run_curvature(problem, writer, config),
+                    lambda problem: check_curvature(problem, config))
+
+
+def check_curvature(problem: Problem, config: CurvatureConfig) -> None:
+    """``config.check`` against the parameters ``config`` selects (a bad pattern or split fails
+    here, before any results file exists)."""
+    problem.batches(config.split)
+    names = select_parameters(problem.params, config.param_patterns or None)
+    config.check(sum(problem.params[n].numel() for n in names))
 
 
 def hessian_directions(problem: Problem, count: int = 2, *, split: str = "train",

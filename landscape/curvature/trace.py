@@ -58,6 +58,10 @@ class TraceResult:
         return self.method == "exact"
 
 
+# probes needed for a standard error: Hutch++ spends a third on its sketch
+MIN_PROBES = {"hutchinson": 2, "hutch++": 6}
+
+
 def rademacher(size: int, count: int, generator: torch.Generator, dtype: torch.dtype,
                device: torch.device) -> Tensor:
     """``[size, count]`` of ±1, drawn on the CPU (same numbers on every device)."""
@@ -90,7 +94,7 @@ def estimate_trace(operator: LinearOperator | Tensor, num_probes: int = 30, *,
         raise LandscapeError(f"trace method must be 'hutchinson', 'hutch++' or 'exact', got {method!r}")
     if method == "exact":
         return _exact_trace(op, probes_per_pass, seed)
-    minimum = 2 if method == "hutchinson" else 6
+    minimum = MIN_PROBES[method]
     if num_probes < minimum:
         raise LandscapeError(f"trace: {method} needs at least {minimum} probes for a standard error, "
                              f"got {num_probes}")

@@ -8,75 +8,78 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
+from typing import Any
 
 from ..errors import LandscapeError
+from ..options import add_problem_arguments, integer, problem_from_args, run_into_file, write_report_next_to
+
+HELP = "gradient-noise covariance Σ, noise scales and their alignment with H"
 
 
 def _noise_options(group: argparse._ArgumentGroup, prefix: str) -> None:
-    group.add_argument(f"--{prefix}examples", type=int, metavar="N",
+    group.add_argument(f"--{prefix}examples", type=integer(2), metavar="N",
                        help="examples whose per-example gradients form Σ (default: min(1024, split size))")
-    group.add_argument(f"--{prefix}k", type=int, default=10, metavar="K",
+    group.add_argument(f"--{prefix}k", type=integer(1), default=10, metavar="K",
                        help="top eigenvalues of Σ (and of H) to compute")
     group.add_argument(f"--{prefix}split", default="train", help="data split the noise is measured on")
     group.add_argument(f"--{prefix}no-hessian", action="store_true",
                        help="skip tr(HΣ), B_noise and the Σ/H eigenspace overlap (they need HVPs over the split)")
-    group.add_argument(f"--{prefix}two-batch-sizes", type=int, nargs=2, metavar=("SMALL", "BIG"),
+    group.add_argument(f"--{prefix}two-batch-sizes", type=integer(1), nargs=2, metavar=("SMALL", "BIG"),
                        help="batch sizes of McCandlish's two-batch estimator (default: B and 4B)")
     group.add_argument(f"--{prefix}gradient-method", choices=["auto", "vmap", "loop"], default="auto",
                        help="per-example gradients: vmap, a loop of single examples, or auto (vmap, "
                             "falling back to the loop where the model has no batching rule)")
 
 
-def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_problem_arguments
+BATCH_HELP = ("SGD mini-batch size B the noise is reported for (Σ/B, tail index) (default: the training "
+              "batch size recorded in the checkpoint)")
 
+
+def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)")
-    add_problem_arguments(parser)
-    parser.add_argument("--batch-size", type=int, metavar="B",
-                        help="SGD mini-batch size B the noise is reported for (Σ/B, tail index); required")
+    add_problem_arguments(parser, output_name="noise")
+    parser.add_argument("--batch-size", type=integer(1), metavar="B", help=BATCH_HELP)
     _noise_options(parser.add_argument_group("gradient noise"), "")
-    parser.add_argument("--no-report", action="store_true", help="do not write the HTML report")
 
 
 def add_noise_scan_arguments(parser: argparse.ArgumentParser) -> None:
     """``scan --noise`` and its options (prefixed ``--noise-``)."""
     group = parser.add_argument_group("gradient noise (scan --noise)")
     group.add_argument("--noise", action="store_true", help="add the gradient-noise analysis (group 'noise')")
-    group.add_argument("--noise-batch-size", type=int, default=32, metavar="B",
-                       help="SGD mini-batch size B the noise is reported for")
+    group.add_argument("--noise-batch-size", type=integer(1), metavar="B", help=BATCH_HELP + ", else 32")
     _noise_options(group, "noise-")
 
 
-def noise_steps_from_args(args: argparse.Namespace) -> list:
+def batch_size_for(given: int | None, provenance: dict[str, Any], fallback: int | None) -> int:
+    """``given``, else the training batch size the checkpoint records, else ``fallback``."""
+    size = given or provenance.get("training_batch_size") or fallback
+    if size is None:
+        raise LandscapeError("noise: pass --batch-size B (the SGD mini-batch size the noise is for); "
+                             "the checkpoint records no training batch size")
+    return int(size)
+
+
+def noise_steps_from_args(args: argparse.Namespace, provenance: dict[str, Any]) -> list:
     """The scan steps ``scan --noise`` adds (none without the flag)."""
     from .step import noise_step
 
-    if not getattr(args, "noise", False):
+    if not args.noise:
         return []
-    return [noise_step(args.noise_examples, args.noise_batch_size, k=args.noise_k, split=args.noise_split,
-                       seed=args.seed, hessian=not args.noise_no_hessian,
+    return [noise_step(args.noise_examples, batch_size_for(args.noise_batch_size, provenance, 32),
+                       k=args.noise_k, split=args.noise_split, seed=args.seed, hessian=not args.noise_no_hessian,
                        two_batch_sizes=tuple(args.noise_two_batch_sizes) if args.noise_two_batch_sizes else None,
                        gradient_method=args.noise_gradient_method)]
 
 
 def run_noise(args: argparse.Namespace) -> int:
-    from ..cli import problem_from_args, write_report_next_to
-    from ..scan import base_settings, run_scan
     from .step import noise_step
 
-    if args.batch_size is None:
-        raise LandscapeError("noise: --batch-size B is required (the SGD mini-batch size the noise is for)")
-    if args.batch_size < 1:
-        raise LandscapeError(f"--batch-size must be a positive integer, got {args.batch_size}")
     problem, provenance = problem_from_args(args)
-    step = noise_step(args.examples, args.batch_size, k=args.k, split=args.split, seed=args.seed,
-                      hessian=not args.no_hessian,
+    step = noise_step(args.examples, batch_size_for(args.batch_size, provenance, None), k=args.k,
+                      split=args.split, seed=args.seed, hessian=not args.no_hessian,
                       two_batch_sizes=tuple(args.two_batch_sizes) if args.two_batch_sizes else None,
                       gradient_method=args.gradient_method)
-    out = args.output or Path(f"{Path(args.checkpoint).stem}.noise.h5")
-    path = run_scan(problem, out, [step], base_settings(problem, provenance, seed=args.seed),
-                    resume=args.resume, overwrite=args.overwrite)
+    path = run_into_file(args, problem, provenance, [step], {"seed": args.seed}, [args.checkpoint])
     print(f"results: {path}")
     print_summary(path)
     write_report_next_to(path, args)

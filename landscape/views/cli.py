@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import LandscapeError
+from ..options import guard_outputs, integer, positive_float
 from .export import (DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_figures, parse_formats,
                      select_figures)
 from .report import default_report_path, load_report, write_report
@@ -27,11 +29,11 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write every figure as static files into DIR")
     parser.add_argument("--formats", default="pdf,svg,png", type=_formats,
                         help="static formats, comma-separated")
-    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH,
+    parser.add_argument("--width", type=integer(1), default=DEFAULT_WIDTH,
                         help="figure width in CSS pixels")
-    parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT,
+    parser.add_argument("--height", type=integer(1), default=DEFAULT_HEIGHT,
                         help="figure height in CSS pixels")
-    parser.add_argument("--scale", type=float, default=1.0,
+    parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="PNG pixels per CSS pixel (1: a PNG is exactly width×height)")
     parser.add_argument("--no-titles", action="store_true", help="static figures without titles")
     parser.add_argument("--figure", action="append", default=None, metavar="KEY",
@@ -40,12 +42,16 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_view(args: argparse.Namespace) -> int:
     report = load_report(args.results)  # fails early, with one line, on a bad file
+    html = Path(args.output or default_report_path(args.results))
+    guard_outputs([] if args.no_report else [html], [Path(args.results)])
+    if args.export and Path(args.export).exists() and not Path(args.export).is_dir():
+        raise LandscapeError(f"--export '{args.export}' is a file; give a folder for the figures")
     for skipped in report.skipped:
         print(f"skipped {skipped.what}: {skipped.reason}", file=sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.no_report:
-        out = write_report(args.results, args.output or default_report_path(args.results))
+        out = write_report(args.results, html)
         print(f"report: {out} ({len(report.figures)} figures)")
     if args.export:
         options = ExportOptions(formats=args.formats, width=args.width, height=args.height,

@@ -1,0 +1,219 @@
+"""Command-line pieces every command shares: the parser, typed options, the options that turn a
+checkpoint into a Problem, and the guards on output paths.
+
+The analysis CLIs (``curvature/cli.py``, ``noise/cli.py``, ``views/cli.py``) import this
+module; it imports none of them, so ``landscape/cli.py`` can wire them all without a cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import LandscapeError
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+# ---------------------------------------------------------------------------- parser
+class Parser(argparse.ArgumentParser):
+    """argparse with one error line (``landscape: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> Any:  # argparse's default prints the usage too
+        self.exit(2, f"landscape: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Appends ``(default: X)`` once, and only where the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or action.default in (None, False, argparse.SUPPRESS, [])):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer ≥ {minimum}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------------------- problem options
+def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) -> None:
+    """Options that say how to turn a checkpoint into a Problem, and where results go
+    (``<checkpoint name>.<output_name>.h5`` by default)."""
+    g = parser.add_argument_group("model, data and loss (default: what the checkpoint's metadata names)")
+    g.add_argument("--model", metavar="SPEC", help="model factory: package.module:callable, "
+                   "path/to/file.py:callable or a built-in (digits_mlp, digits_cnn)")
+    g.add_argument("--data", metavar="SPEC", help="data: .pt/.npz file of x,y (or x_train,y_train,"
+                   "x_test,y_test) arrays, or a factory spec returning batches or {'train','test'}")
+    g.add_argument("--loss", metavar="NAME", help="cross_entropy, mse, nll, bce_with_logits or module:callable")
+    g.add_argument("--metric", action="append", default=[], metavar="NAME=SPEC",
+                   help="extra metric f(output, target) -> scalar mean, as name=module:callable "
+                   "(repeatable); evaluated wherever the loss is")
+    g.add_argument("--trust", action="store_true", help="allow pickled Python objects in the checkpoint "
+                   "and callables named in its metadata (runs code from the file: only for files you trust)")
+    g.add_argument("--eval-batch-size", type=integer(1), metavar="B", help="batch size of the data passes "
+                   "(default: the data's own)")
+    g.add_argument("--max-examples", type=integer(1), metavar="N", help="use at most N examples of each split")
+    g.add_argument("--max-batches", type=integer(1), metavar="N", help="use at most N batches of each split")
+    r = parser.add_argument_group("computation")
+    r.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    r.add_argument("--dtype", choices=sorted(DTYPES), help="compute dtype (default: the model's)")
+    r.add_argument("--bn", choices=["eval", "recompute"], default="eval",
+                   help="BatchNorm: keep running stats (eval) or re-estimate them at every point")
+    r.add_argument("--eval-mode", choices=["auto", "vmap", "loop"], default="auto",
+                   help="evaluate many points per forward pass with vmap, or one point per pass over "
+                   "merged batches (auto: vmap on CUDA, loop elsewhere)")
+    r.add_argument("--seed", type=integer(0), default=0, help="seed for random directions and probes")
+    o = parser.add_argument_group("output")
+    o.add_argument("-o", "--output", type=Path, metavar="FILE.h5", help="results file "
+                   f"(default: <checkpoint name>.{output_name}.h5 in the current folder)")
+    o.add_argument("--resume", action="store_true", help="continue an interrupted run into the same "
+                   "file keeping every finished point, or add missing analyses to a finished file")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    o.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(output_name=output_name)
+
+
+def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> tuple[Any, dict[str, Any]]:
+    """Load the Problem named by the shared options; returns (problem, provenance attrs)."""
+    from .loading import load_problem
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    problem, provenance = load_problem(
+        checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
+        trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
+        bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
+        max_examples=args.max_examples, metrics=metrics_from_args(args))
+    problem.eval_mode = args.eval_mode
+    return problem, provenance.as_attrs()
+
+
+def metrics_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """``--metric NAME=SPEC`` options as ``{name: callable}``."""
+    from .loading import resolve_callable
+
+    metrics = {}
+    for item in args.metric:
+        name, sep, spec = item.partition("=")
+        if not sep or not name.isidentifier() or name in ("loss", "accuracy"):
+            raise LandscapeError(f"--metric takes NAME=module:callable with a new identifier NAME, got {item!r}")
+        metrics[name] = resolve_callable(spec, f"metric '{name}'")
+    return metrics
+
+
+# ---------------------------------------------------------------------------- outputs
+def output_path(args: argparse.Namespace, checkpoint: str) -> Path:
+    """``-o``, or ``<checkpoint stem>.<command's output name>.h5`` in the current folder."""
+    return args.output or Path(f"{Path(checkpoint).stem}.{args.output_name}.h5")
+
+
+def report_path(results: Path) -> Path:
+    """The HTML report written beside a results file."""
+    return results.with_suffix(".html")
+
+
+def spec_files(specs: Iterable[str | None]) -> list[Path]:
+    """The files named by specs: ``file.py`` of ``file.py:callable``, or a data file path."""
+    files = []
+    for spec in specs:
+        if not spec:
+            continue
+        target = spec.rpartition(":")[0] if ":" in spec else spec
+        if target.endswith(".py") or Path(target).is_file():
+            files.append(Path(target))
+    return files
+
+
+def input_files(args: argparse.Namespace, checkpoints: Sequence[str],
+                provenance: dict[str, Any]) -> list[Path]:
+    """Every file a command reads: checkpoints, data files and spec files (given or recorded)."""
+    specs = [args.model, args.data, args.loss, *(m.partition("=")[2] for m in args.metric),
+             provenance.get("model_spec"), provenance.get("data_spec"), provenance.get("loss_spec")]
+    return [Path(c) for c in checkpoints] + spec_files(specs)
+
+
+def guard_outputs(outputs: Sequence[Path], inputs: Iterable[Path]) -> None:
+    """Refuse, before anything is written, an output that is a folder, whose name the file
+    system cannot hold, or that is (or links to) one of the inputs."""
+    protected = {_identity(p) for p in inputs if p.exists()}
+    for out in outputs:
+        limit = _name_max(out.parent)
+        if len(os.fsencode(out.name)) > limit:  # checked first: stat() of such a name fails
+            raise LandscapeError(f"output file name '{out.name[:40]}...' is {len(os.fsencode(out.name))} "
+                                 f"bytes long; this file system allows {limit}: choose a shorter -o")
+        if out.is_dir():
+            raise LandscapeError(f"output '{out}' is a folder; give a file name, e.g. -o {out / 'results.h5'}")
+        if out.exists() and _identity(out) in protected:
+            raise LandscapeError(f"output '{out}' is one of this command's inputs; it is never "
+                                 "overwritten: choose another -o")
+
+
+def results_outputs(path: Path, with_report: bool) -> list[Path]:
+    """The files a command writes for results file ``path``: the file, its ``.partial`` and
+    ``.lock`` while it runs, and the report."""
+    outputs = [path, Path(f"{path}.partial"), Path(f"{path}.lock")]
+    return outputs + [report_path(path)] if with_report else outputs
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    stat = path.stat()  # follows links: a link to the checkpoint is the checkpoint
+    return stat.st_dev, stat.st_ino
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder if str(folder) else ".", "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, Any], steps: list,
+                  settings: dict[str, Any], checkpoints: list[str]) -> Path:
+    """Check the outputs against the inputs, run ``steps`` into the results file, return it."""
+    from .scan import base_settings, run_scan
+
+    out = output_path(args, checkpoints[0])
+    guard_outputs(results_outputs(out, not args.no_report), input_files(args, checkpoints, provenance))
+    return run_scan(problem, out, steps, base_settings(problem, provenance, **settings),
+                    resume=args.resume, overwrite=args.overwrite)
+
+
+def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
+    """Write the HTML report beside the results file unless ``--no-report``."""
+    from .views import write_report
+
+    if args.no_report:
+        return
+    html = report_path(path)
+    write_report(path, html)
+    print(f"report: {html}")
