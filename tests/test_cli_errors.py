@@ -12,10 +12,12 @@ still has its own exit status, stdout and stderr, exactly as `python -m landscap
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+import landscape
 from landscape.problem import Problem
 from landscape.store import read_attr
 from tests import models
@@ -34,6 +37,7 @@ from tests.conftest import cli_env, run_cli
 
 MLP_SPECS = ["--model", "tests.models:mlp", "--data", "tests.models:vector_data", "--loss", "cross_entropy"]
 SMALL = ["--points", "3", "--no-report"]
+MARKER = "marker-created-by-metadata"
 
 
 @dataclass
@@ -78,6 +82,21 @@ def _files(root: Path) -> dict[str, Path]:
     for seed in (0, 1):
         files[f"pickled{seed}"] = root / f"whole{seed}.pt"
         torch.save(models.seeded(models.MLP, seed=seed), files[f"pickled{seed}"])
+    files["text"] = root / "notes.pt"
+    files["text"].write_text("epoch 3: loss 0.12\n")
+    files["results"] = root / "earlier.landscape.h5"
+    with h5py.File(files["results"], "w") as h5:
+        h5.attrs["schema"] = "landscape-results"
+        h5.attrs["checkpoint_path"] = str(files["good"])
+    x, y = models.vectors(10)
+    files["vectors"] = root / "vectors.npz"
+    np.savez(files["vectors"], x=x.numpy(), y=y.numpy())
+    files["spec"] = root / "spec.py"
+    files["spec"].write_text("from tests.models import mlp  # noqa: F401\n")
+    files["evil"] = root / "evil.pt"  # metadata naming a callable that would leave a marker
+    landscape.save(files["evil"], model, model_spec="subprocess:run",
+                   model_kwargs={"args": ["touch", str(root / MARKER)]}, data_spec="tests.models:vector_data",
+                   loss="cross_entropy")
     for seed in (0, 1, 2):
         files[f"lightning{seed}"] = root / f"run{seed}.ckpt"
         state = {f"model.{k}": v for k, v in models.seeded(models.MLP, seed=seed).state_dict().items()}
@@ -116,6 +135,49 @@ def _cases(f: dict[str, Path]) -> dict[str, Case]:
         "no_output_folder": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", "no/such/folder/r.h5"],
                                  "does not exist"),
         "unknown_split": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "--splits", "valid"], "no data split"),
+        "text_checkpoint": Case(["surface", f["text"], *MLP_SPECS], "looks like a text file"),
+        "results_as_checkpoint": Case(["surface", f["results"], *MLP_SPECS], "is a landscape results file"),
+        **{f"untrusted_metadata_{command}": Case([command, *files, *extra], "--trust")
+           for command, files, extra in [("scan", [f["evil"]], []), ("surface", [f["evil"]], []),
+                                         ("interpolate", [f["evil"], f["evil"]], []),
+                                         ("hessian", [f["evil"]], []), ("noise", [f["evil"]], ["--batch-size", "4"])]},
+        # ---- outputs: never an input, a folder or an impossible name (refused before any work)
+        "output_is_checkpoint": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", f["good"], "--overwrite"],
+                                     "never overwritten"),
+        "output_is_data_file": Case(["surface", f["good"], "--model", "tests.models:mlp", "--data", f["vectors"],
+                                     "--loss", "cross_entropy", *SMALL, "-o", f["vectors"]], "never overwritten"),
+        "output_is_spec_file": Case(["surface", f["good"], "--model", f"{f['spec']}:mlp", "--data",
+                                     "tests.models:vector_data", "--loss", "cross_entropy", *SMALL, "-o", f["spec"],
+                                     "--overwrite"], "never overwritten"),
+        "output_is_folder": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", f["good"].parent], "is a folder"),
+        "output_name_too_long": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "-o", "x" * 300 + ".h5"],
+                                     "choose a shorter -o"),
+        # ---- options checked before the file exists
+        "max_examples_zero": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "--max-examples", "0"], "must be ≥ 1"),
+        "max_examples_negative": Case(["surface", f["good"], *MLP_SPECS, *SMALL, "--max-examples", "-5"],
+                                      "must be ≥ 1"),
+        "grid_too_big": Case(["surface", f["good"], *MLP_SPECS, "--points", "100000", "--no-report"], "GiB"),
+        "points_per_axis": Case(["surface", f["good"], *MLP_SPECS, "--dims", "1", "--points", "3", "4",
+                                 "--no-report"], "--points takes 1 or 1 values"),
+        "ignored_option": Case(["interpolate", f["lightning0"], f["lightning1"], *MLP_SPECS, "--orthogonal"],
+                               "unrecognized arguments: --orthogonal"),
+        "params_match_nothing": Case(["hessian", f["good"], *MLP_SPECS, "--params", "zzz.*", "--no-report"],
+                                     "match no trainable parameter"),
+        "negative_tol": Case(["hessian", f["good"], *MLP_SPECS, "--tol", "-1"], "must be a positive number"),
+        "block_size_zero": Case(["hessian", f["good"], *MLP_SPECS, "--block-size", "0"], "must be ≥ 1"),
+        "max_basis_too_small": Case(["hessian", f["good"], *MLP_SPECS, "--max-basis", "2"], "too small"),
+        "nothing_to_compute": Case(["hessian", f["good"], *MLP_SPECS, "--top", "0", "--bottom", "0"],
+                                   "nothing to compute"),
+        "too_many_eigenvalues": Case(["hessian", f["good"], *MLP_SPECS, "--top", "100000"], "choose 0 ≤ top"),
+        "trace_probes_one": Case(["hessian", f["good"], *MLP_SPECS, "--trace", "--trace-probes", "1"],
+                                 "needs at least 6"),
+        "examples_one": Case(["noise", f["good"], *MLP_SPECS, "--batch-size", "4", "--examples", "1"],
+                             "must be ≥ 2"),
+        "batch_over_split": Case(["noise", f["good"], *MLP_SPECS, "--batch-size", "100000"],
+                                 "larger than the dataset"),
+        "two_batch_sizes_reversed": Case(["noise", f["good"], *MLP_SPECS, "--batch-size", "4",
+                                          "--two-batch-sizes", "64", "16"], "SMALL < BIG"),
+        "noise_without_batch_size": Case(["noise", f["good"], *MLP_SPECS], "pass --batch-size B"),
         # ---- good input
         "trusted_pickle": Case(["surface", f["pickled"], "--trust", "--data", "tests.models:vector_data",
                                 "--loss", "cross_entropy", "--dims", "1", *SMALL], ""),
@@ -133,6 +195,8 @@ def _cases(f: dict[str, Path]) -> dict[str, Case]:
         "interpolate_pickled": Case(["interpolate", f["pickled0"], f["pickled1"], "--trust", "--data",
                                      "tests.models:vector_data", "--loss", "cross_entropy", "--points", "3",
                                      "--range", "0", "1", "--dtype", "float64", "--no-report"], ""),
+        "scan_points_per_axis": Case(["scan", f["good"], *MLP_SPECS, "--points", "3", "4", "--range", "-1", "1",
+                                      "-0.5", "0.5", "--no-report"], ""),
         "interpolate_plane": Case(["interpolate", f["lightning0"], f["lightning1"], f["lightning2"], *MLP_SPECS,
                                    "--points", "4", "--no-report"], ""),
     }
@@ -194,10 +258,12 @@ def _make_runs(root: Path) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     files = _files(root)
     cases = _cases(files)
-    outputs = {name: root / f"{name}.h5" for name in cases}
-    argvs = {}
+    sha = lambda: {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in files.items()}  # noqa: E731
+    sha_before = sha()
+    outputs, argvs = {}, {}
     for name, case in cases.items():
         args = [str(a) for a in case.args]
+        outputs[name] = Path(args[args.index("-o") + 1]) if "-o" in args else root / f"{name}.h5"
         argvs[name] = args if "-o" in args else [*args, "-o", str(outputs[name])]
     genuine_root = root / "genuine"
     genuine_root.mkdir()
@@ -209,7 +275,8 @@ def _make_runs(root: Path) -> dict:
     as_json = lambda runs: {n: [r.returncode, r.stdout, r.stderr] for n, r in runs.items()}  # noqa: E731
     return {"results": as_json(forked), "genuine": as_json(genuine), "files": {k: str(v) for k, v in files.items()},
             "outputs": {n: str(p) for n, p in outputs.items()},
-            "genuine_outputs": {n: str(genuine_root / f"{n}.h5") for n in GENUINE}}
+            "genuine_outputs": {n: str(genuine_root / f"{n}.h5") for n in GENUINE},
+            "sha_before": sha_before, "sha_after": sha()}
 
 
 def _once_per_session(tmp_path_factory, key: str, make) -> dict:
@@ -236,7 +303,8 @@ def runs(tmp_path_factory):
     return {"cases": _cases(files), "files": files, "results": completed(made["results"]),
             "genuine": completed(made["genuine"]),
             "outputs": {n: Path(p) for n, p in made["outputs"].items()},
-            "genuine_outputs": {n: Path(p) for n, p in made["genuine_outputs"].items()}}
+            "genuine_outputs": {n: Path(p) for n, p in made["genuine_outputs"].items()},
+            "sha_before": made["sha_before"], "sha_after": made["sha_after"]}
 
 
 def test_python_m_landscape_behaves_like_the_forked_runs(runs):
@@ -250,10 +318,16 @@ def test_python_m_landscape_behaves_like_the_forked_runs(runs):
         np.testing.assert_array_equal(a["surfaces/2d/train/loss"][()], b["surfaces/2d/train/loss"][()])
 
 
-BAD_CASES = ["missing_file", "truncated", "corrupt", "misfit_state_dict", "wrong_data_shape", "float_labels",
-             "empty_factory", "empty_file", "untrusted_pickle", "nan_weights", "unknown_builtin",
-             "unknown_module", "no_model_for_weights", "existing_output",
-             "no_output_folder", "unknown_split"]
+GOOD_CASES = ["trusted_pickle", "divergent", "closed_form", "cnn_recompute", "scan_lightning", "interpolate_line",
+              "interpolate_pickled", "scan_points_per_axis", "interpolate_plane"]
+BAD_CASES = [name for name in _cases(defaultdict(Path)) if name not in GOOD_CASES]
+
+
+def test_no_input_file_changed_and_no_named_callable_ran(runs):
+    """Every file the runs read is byte-identical afterwards, and no run without --trust called
+    the callable that evil.pt's metadata names (it would have created the marker)."""
+    assert runs["sha_after"] == runs["sha_before"]
+    assert not (runs["files"]["good"].parent / MARKER).exists()
 
 
 @pytest.mark.parametrize("name", BAD_CASES)
@@ -266,10 +340,11 @@ def test_bad_input_gets_one_clear_line_and_no_output(runs, name):
     assert case.expect in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     out = runs["outputs"][name]
-    if name == "existing_output":
-        assert runs["files"]["existing"].read_bytes() == b"an earlier result"  # untouched
-    else:
-        assert not out.exists() and not Path(f"{out}.partial").exists()
+    if name in ("output_is_folder", "output_name_too_long"):
+        return  # no file can be made there (the folder itself is an input and stays unchanged)
+    assert not Path(f"{out}.partial").exists() and not Path(f"{out}.lock").exists()
+    if out.is_absolute() and out not in runs["files"].values():  # an input stays (its sha256 is checked)
+        assert not out.exists() and not out.with_suffix(".html").exists()
 
 
 def _ok(runs, name: str) -> Path:
