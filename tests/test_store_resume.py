@@ -297,3 +297,21 @@ def test_resume_refuses_to_keep_an_analysis_computed_with_other_settings(tmp_pat
     with open_results(tmp_path / "r.h5") as h5:  # the finished file is as it was
         assert h5["curvature/hessian_top/eigenvalues"].shape == (3,)
         assert h5["noise"].attrs["batch_size"] == 4
+
+
+# ---------------------------------------------------------------------------- failed runs
+@pytest.mark.parametrize("finished", [False, True])
+def test_a_failed_run_keeps_its_partial_only_when_it_holds_finished_work(tmp_path, finished):
+    """An unfinished file with no finished point would only block the corrected rerun."""
+    out = tmp_path / "r.h5"
+    with pytest.raises(LandscapeError, match="bad option found late"):
+        with ResultsWriter(out, {"seed": 0}) as writer:
+            writer.create_surface("1d", [np.linspace(-1, 1, 3)], ["alpha"], ["d0"], ["train"], ["loss"], {})
+            if finished:
+                writer.write_surface_points("1d", np.array([1]), {"train": {"loss": np.array([0.5])}})
+            raise LandscapeError("bad option found late")
+    assert Path(f"{out}.partial").exists() == finished and not out.exists()
+    assert not Path(f"{out}.lock").exists()
+    if finished:
+        with h5py.File(f"{out}.partial", "r") as h5:
+            assert h5["surfaces/1d/train/loss"][1] == 0.5 and h5["surfaces/1d/done"][()].tolist() == [0, 1, 0]
