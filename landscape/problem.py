@@ -174,6 +174,10 @@ class Problem:
             raise LandscapeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if bn_policy not in ("eval", "recompute"):
             raise LandscapeError(f"bn_policy must be 'eval' or 'recompute', got {bn_policy!r}")
+        for name, value in (("max_batches", max_batches), ("max_examples", max_examples),
+                            ("bn_batches", bn_batches)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise LandscapeError(f"{name} must be an integer ≥ 1 (or None for no limit), got {value!r}")
         first = next(iter(model.parameters()), None)
         if first is None:
             raise LandscapeError("the model has no parameters: there is no landscape to analyse")

@@ -183,3 +183,10 @@ def test_nan_weights_and_parameterless_models_are_refused():
     with pytest.raises(LandscapeError, match="not a scalar"):
         Problem.create(models.mlp(), lambda o, t: F.cross_entropy(o, t, reduction="none"),
                        models.vector_data())
+
+
+@pytest.mark.parametrize("option", ["max_examples", "max_batches", "bn_batches"])
+@pytest.mark.parametrize("value", [0, -3, 2.5, True])
+def test_count_options_are_checked_once_when_the_problem_is_made(option, value):
+    with pytest.raises(LandscapeError, match=f"{option} must be an integer ≥ 1"):
+        Problem.create(models.mlp(), F.cross_entropy, models.vector_data(), **{option: value})
