@@ -1,4 +1,4 @@
-"""Train the bundled checkpoints in data/ (scikit-learn digits, fixed seeds, CPU, ~20 s).
+"""Train the bundled checkpoints in data/ (digits from landscape/datasets, fixed seeds, CPU, ~20 s).
 
     python examples/train_digits.py            # writes data/digits_mlp.pt and data/digits_cnn.pt
 

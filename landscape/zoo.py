@@ -1,4 +1,4 @@
-"""Built-in models and data for the bundled examples (scikit-learn's digits).
+"""Built-in models and data for the bundled examples (scikit-learn's digits, shipped as arrays).
 
 Named in checkpoint metadata and on the command line as ``digits_mlp``, ``digits_cnn``,
 ``digits`` and ``digits_images`` (short for ``landscape.zoo:<name>``).
@@ -6,6 +6,9 @@ Named in checkpoint metadata and on the command line as ``digits_mlp``, ``digits
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -13,16 +16,14 @@ Split = list[tuple[Tensor, Tensor]]
 
 
 def _digits_arrays(images: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.long)
-    if images:
-        x = x.reshape(-1, 1, 8, 8)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=360, random_state=0, stratify=y)
-    return x_tr, y_tr, x_te, y_te
+    """The fixed split of ``landscape/datasets/digits.npz``: scikit-learn's 1,797 digits (pixel
+    values 0-16 as uint8) split by ``train_test_split(test_size=360, random_state=0,
+    stratify=y)``, stored so that loading them needs no scikit-learn."""
+    with np.load(Path(__file__).parent / "datasets" / "digits.npz") as arrays:
+        parts = [torch.from_numpy(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test")]
+    x_tr, y_tr, x_te, y_te = parts
+    shape = (-1, 1, 8, 8) if images else (-1, 64)
+    return x_tr.to(torch.float32).div(16.0).reshape(shape), y_tr, x_te.to(torch.float32).div(16.0).reshape(shape), y_te
 
 
 def _batched(x: Tensor, y: Tensor, batch_size: int) -> Split:

@@ -400,3 +400,21 @@ def test_a_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch,
     assert provenance.model_spec == "stranger:build"
     assert_matches(problem, model)
     assert sys.path == before
+
+
+def test_shipped_digits_are_scikit_learns_digits_and_split():
+    """landscape/datasets/digits.npz replaces scikit-learn at run time: same pixels, labels and
+    train/test split as ``load_digits`` + ``train_test_split(test_size=360, random_state=0,
+    stratify=y)``, so the bundled checkpoints' numbers do not move."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from landscape import zoo
+
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    x_tr, x_te, y_tr, y_te = train_test_split(x, torch.tensor(digits.target), test_size=360, random_state=0,
+                                              stratify=digits.target)
+    shipped = zoo.digits(batch_size=2000)
+    assert torch.equal(shipped["train"][0][0], x_tr) and torch.equal(shipped["train"][0][1], y_tr)
+    assert torch.equal(shipped["test"][0][0], x_te) and torch.equal(shipped["test"][0][1], y_te)

@@ -1,0 +1,1 @@
+"""Arrays the built-in examples load (see :mod:`landscape.zoo`)."""
