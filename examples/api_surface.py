@@ -1,4 +1,4 @@
-"""The Python API on your own model and DataLoader: a 1-D and a 2-D loss surface.
+"""The Python API on your own model and DataLoader: 1-D and 2-D loss surfaces, top eigenvalues.
 
     python examples/api_surface.py
 
@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape import Problem
-from landscape.directions import random_directions
-from landscape.surface import compute_surface
+import landscape as ls
 
 
 def teacher_student(n: int, seed: int) -> TensorDataset:
@@ -38,15 +36,18 @@ def main() -> None:
         F.mse_loss(model(train.tensors[0]), train.tensors[1]).backward()
         opt.step()
 
-    problem = Problem.create(model, F.mse_loss, {"train": DataLoader(train, batch_size=128),
-                                                  "test": DataLoader(test, batch_size=128)})
-    d0, d1 = random_directions(problem.params, 2, seed=0)  # filter-normalized, biases held fixed
-    line = compute_surface(problem, [d0.vectors], [np.linspace(-1, 1, 21)])
-    plane = compute_surface(problem, [d0.vectors, d1.vectors], [np.linspace(-1, 1, 11)] * 2)
+    problem = ls.Problem.create(model, F.mse_loss, {"train": DataLoader(train, batch_size=128),
+                                                     "test": DataLoader(test, batch_size=128)})
+    line = ls.random_line(problem, points=21, seed=0)  # filter-normalized, biases held fixed
+    plane = ls.random_plane(problem, points=11, seed=0)
+    eigs = ls.hessian_eigs(problem, k=3)
 
     print("train loss at θ*:", problem.loss())
     print("1-D test loss:", np.round(line.values["test"]["loss"], 4))
     print("2-D train loss, min and max:", plane.values["train"]["loss"].min(), plane.values["train"]["loss"].max())
+    print("top-3 Hessian eigenvalues:", np.round(eigs.eigenvalues.numpy(), 4), "converged:", eigs.all_converged)
+    saved = plane.save("api_surface.landscape.h5", overwrite=True)
+    print(f"saved: {saved} (landscape view {saved} draws it)")
 
 
 if __name__ == "__main__":

@@ -44,3 +44,12 @@ def test_training_script_reproduces_the_bundled_checkpoints(tmp_path):
 def test_api_example_runs():
     printed = run_example("examples/api_surface.py")
     assert "train loss at θ*:" in printed and "1-D test loss:" in printed
+
+
+def test_api_docstring_examples_run():
+    import doctest
+
+    import landscape.api
+
+    failures, tried = doctest.testmod(landscape.api)
+    assert tried >= 4 and failures == 0

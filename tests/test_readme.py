@@ -55,3 +55,43 @@ def test_readme_commands_run_in_order_in_a_fresh_folder(tmp_path):
     written = {p.name for p in tmp_path.iterdir()}
     assert {"digits_mlp.landscape.h5", "digits_mlp.surface.h5", "digits_mlp.hessian-plane.h5",
             "digits_mlp.hessian.h5", "digits_mlp.noise.h5"} <= written
+
+
+def readme_python_block(marker: str) -> str:
+    """The ```python block of the README that contains ``marker``."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S) if marker in b]
+    assert len(blocks) == 1, marker
+    return blocks[0]
+
+
+@pytest.mark.slow
+def test_readme_notebook_lines_run_on_a_real_model_and_loaders(tmp_path, monkeypatch):
+    """Top-5 eigenvalues and a 2-D surface take two lines after the imports, as the README
+    shows them; here with the bundled digits MLP and DataLoaders standing for the user's."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import landscape
+    from landscape import zoo
+
+    block = readme_python_block("ls.hessian_eigs")
+    body = [line for line in block.strip().splitlines() if line and not line.startswith("import")]
+    assert body[0].startswith("problem = ") and body[1].startswith("eigs = ") and body[2].startswith("plane = ")
+    model = zoo.digits_mlp()  # the user's module, with the bundled θ*
+    model.load_state_dict(torch.load(ROOT / "data" / "digits_mlp.pt", weights_only=True)["state_dict"])
+    loaders = {s: DataLoader(TensorDataset(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])),
+                             batch_size=128) for s, batches in zoo.digits().items()}
+    monkeypatch.chdir(tmp_path)
+    scope = {"model": model, "train_loader": loaders["train"], "test_loader": loaders["test"]}
+    exec(compile(block, "README.md", "exec"), scope)
+    eigs, plane = scope["eigs"], scope["plane"]
+    assert eigs.all_converged and eigs.eigenvalues[0] == pytest.approx(0.961606, rel=1e-4)  # the scan's λ_max
+    assert plane.values["test"]["loss"].shape == (41, 41)
+    with landscape.store.open_results(tmp_path / "run.landscape.h5") as h5:
+        assert {"surfaces/2d", "curvature/hessian_top", "directions/d1"} <= set(_paths(h5))
+
+
+def _paths(h5) -> list[str]:
+    found: list[str] = []
+    h5.visit(found.append)
+    return found

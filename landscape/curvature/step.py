@@ -104,6 +104,12 @@ def eigen_group(result: EigenResult, op: ProblemOperator, config: CurvatureConfi
     return attrs, arrays
 
 
+def trace_group(result: TraceResult, op: ProblemOperator, config: CurvatureConfig
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Attributes and datasets of ``curvature/trace``."""
+    return {**_operator_attrs(op, config), **result.attrs()}, {"samples": result.samples.to(torch.float64)}
+
+
 def eigenvector_tensors(result: EigenResult, op: ProblemOperator) -> dict[str, torch.Tensor]:
     """``{param name: [k, *shape]}`` for the selected parameters."""
     if result.eigenvectors is None:
@@ -163,8 +169,7 @@ def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dic
                 attrs, arrays = eigen_group(result, op, config)
             elif name == "trace":
                 result = compute_trace(op, config)
-                attrs = {**_operator_attrs(op, config), **result.attrs()}
-                arrays = {"samples": result.samples.to(torch.float64)}
+                attrs, arrays = trace_group(result, op, config)
             else:
                 result = compute_density(op, config)
                 attrs = {**_operator_attrs(op, config), **result.attrs()}

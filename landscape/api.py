@@ -1,0 +1,212 @@
+"""The notebook API: one call per analysis, and results that draw and save themselves.
+
+>>> import torch.nn.functional as F
+>>> import landscape as ls
+>>> from landscape import zoo
+>>> problem = ls.Problem.create(zoo.digits_mlp(), F.cross_entropy, zoo.digits(), max_examples=256)
+>>> eigs = ls.hessian_eigs(problem, k=3)
+>>> eigs.k, bool(eigs.all_converged)
+(3, True)
+>>> plane = ls.random_plane(problem, points=5, seed=0)
+>>> plane.values["train"]["loss"].shape
+(5, 5)
+
+Every function takes a :class:`~landscape.problem.Problem` (which never touches the
+user's model) and returns an :class:`Analysis`: the engine's result (its fields read
+through, e.g. ``eigs.eigenvalues``), plus ``figure()`` — the report's own panel for it —
+and ``save(path)``, which writes its groups into a results file (adding them to an
+existing file whose settings agree).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .curvature.step import (CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group,
+                              trace_group)
+from .directions import NamedDirection, interpolation_direction, random_directions
+from .errors import LandscapeError
+from .noise.analysis import GROUP as NOISE_GROUP
+from .noise.analysis import gradient_noise as _gradient_noise
+from .problem import Problem
+from .scan import RESUME_KEYS, base_settings
+from .store import ResultsWriter
+from .surface import compute_surface
+
+Writer = Callable[[ResultsWriter], None]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What an API call computed: ``result`` (the engine's dataclass), how to write it, and
+    the settings it was computed with (stored as the results file's root attributes)."""
+
+    result: Any
+    write: Writer = field(repr=False)
+    settings: Mapping[str, Any] = field(repr=False)
+
+    def __getattr__(self, name: str) -> Any:
+        """The result's fields and properties read through (``eigs.eigenvalues``)."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+    def figures(self) -> dict[str, Any]:
+        """Every report figure of this result, keyed like ``surfaces/2d/contour``."""
+        from .views import build_report
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = self.save(Path(folder) / "result.h5")
+            with h5py.File(path, "r") as h5:
+                return build_report(h5, "in memory").figures
+
+    def figure(self) -> Any:
+        """The main Plotly figure of this result (``figures()`` has all of them)."""
+        figures = self.figures()
+        if not figures:
+            raise LandscapeError("this result has no figure in the report")
+        return next(iter(figures.values()))
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write this result into the results file ``path`` (created, or added to when it exists
+        and was computed with the same settings; ``overwrite`` replaces it)."""
+        path = Path(path)
+        resume = path.exists() and not overwrite
+        with ResultsWriter(path, self.settings, resume=resume, overwrite=overwrite,
+                           must_match=RESUME_KEYS) as writer:
+            self.write(writer)
+            return writer.finish()
+
+
+def _settings(problem: Problem, **options: Any) -> dict[str, Any]:
+    return base_settings(problem, {}, command="python API", **options)
+
+
+# ---------------------------------------------------------------------------- curvature
+Which = Literal["LA", "SA"]
+
+
+def hessian_eigs(problem: Problem, k: int = 5, *, which: Which = "LA", operator: str = "hessian",
+                 split: str = "train", params: Sequence[str] = (), tol: float | None = None,
+                 seed: int = 0, eigenvectors: bool = False) -> Analysis:
+    """The ``k`` largest (``which='LA'``) or smallest (``'SA'``) eigenvalues of the Hessian
+    (or ``operator='ggn'``/``'empirical_fisher'``) of the risk on ``split``, by restarted
+    Lanczos, with residuals and convergence flags. ``params``: fnmatch patterns restricting
+    the parameters."""
+    config = CurvatureConfig(top=k if which == "LA" else 0, bottom=k if which == "SA" else 0, trace=False,
+                             operator=operator, split=split, param_patterns=list(params), tol=tol, seed=seed,
+                             store_eigenvectors=eigenvectors)
+    op = build_operator(problem, config)
+    config.check(op.size)
+    result = compute_eigen(op, k, which, config, return_eigenvectors=eigenvectors)
+    group = "curvature/hessian_top" if which == "LA" else "curvature/hessian_bottom"
+    attrs, arrays = eigen_group(result, op, config)
+    return Analysis(result, lambda writer: writer.write_group(group, attrs, arrays), _settings(problem, seed=seed))
+
+
+def hessian_trace(problem: Problem, probes: int = 30, *, method: Literal["hutch++", "hutchinson"] = "hutch++",
+                  operator: str = "hessian", split: str = "train", seed: int = 0) -> Analysis:
+    """tr(H) of the risk on ``split`` by Hutch++ (or Hutchinson) with ``probes`` products,
+    with its standard error."""
+    config = CurvatureConfig(top=0, trace=True, operator=operator, split=split, seed=seed,
+                             trace_method=method, trace_probes=probes)
+    op = build_operator(problem, config)
+    config.check(op.size)
+    attrs, arrays = trace_group(result := compute_trace(op, config), op, config)
+    return Analysis(result, lambda writer: writer.write_group("curvature/trace", attrs, arrays),
+                    _settings(problem, seed=seed))
+
+
+# ---------------------------------------------------------------------------- surfaces
+def _surface(problem: Problem, name: str, directions: list[NamedDirection], axes: list[np.ndarray],
+             splits: Sequence[str] | None, origin: Mapping[str, Tensor] | None,
+             settings: dict[str, Any], attrs: Mapping[str, Any]) -> Analysis:
+    splits = list(splits or problem.split_names)
+    result = compute_surface(problem, [d.vectors for d in directions], axes, splits, origin)
+    names = [d.name for d in directions]
+
+    def write(writer: ResultsWriter) -> None:
+        writer.write_directions(directions)
+        writer.create_surface(name, axes, ["alpha", "beta"][:len(axes)], names, splits,
+                              problem.metric_names(), attrs)
+        flat = np.arange(result.done.size)
+        writer.write_surface_points(name, flat, {s: {m: v.reshape(-1) for m, v in metrics.items()}
+                                                 for s, metrics in result.values.items()})
+
+    return Analysis(result, write, settings)
+
+
+def _axis(points: int, span: tuple[float, float]) -> np.ndarray:
+    if points < 2 or not span[0] < span[1]:
+        raise LandscapeError(f"need points ≥ 2 and span (MIN, MAX) with MIN < MAX, got {points}, {span}")
+    return np.linspace(span[0], span[1], points)
+
+
+def random_plane(problem: Problem, points: int = 41, *, span: tuple[float, float] = (-1.0, 1.0), seed: int = 0,
+                 normalization: Literal["filter", "layer", "none"] = "filter", include_1d: bool = False,
+                 orthogonal: bool = False, splits: Sequence[str] | None = None) -> Analysis:
+    """Metrics on a ``points``×``points`` grid θ* + αd₀ + βd₁ over ``span`` along two random
+    Gaussian directions, filter-normalized by default (Li et al. 2018)."""
+    return _random_surface(problem, 2, points, span, seed, normalization, include_1d, orthogonal, splits)
+
+
+def random_line(problem: Problem, points: int = 51, *, span: tuple[float, float] = (-1.0, 1.0), seed: int = 0,
+                normalization: Literal["filter", "layer", "none"] = "filter", include_1d: bool = False,
+                splits: Sequence[str] | None = None) -> Analysis:
+    """Metrics at θ* + αd₀ for ``points`` values of α over ``span`` along one random
+    (filter-normalized by default) direction."""
+    return _random_surface(problem, 1, points, span, seed, normalization, include_1d, False, splits)
+
+
+def _random_surface(problem: Problem, ndim: int, points: int, span: tuple[float, float], seed: int,
+                    normalization: Literal["filter", "layer", "none"], include_1d: bool, orthogonal: bool,
+                    splits: Sequence[str] | None) -> Analysis:
+    directions = random_directions(problem.params, ndim, seed=seed, normalization=normalization,
+                                   include_1d=include_1d, orthogonal=orthogonal)
+    settings = _settings(problem, seed=seed, directions="random", normalization=normalization,
+                         include_1d=include_1d, orthogonal=orthogonal)
+    return _surface(problem, f"{ndim}d", directions, [_axis(points, span)] * ndim, splits, None, settings,
+                    {"origin": "checkpoint"})
+
+
+def interpolate(problem: Problem, other: Problem | nn.Module | Mapping[str, Tensor], points: int = 51, *,
+                span: tuple[float, float] = (-0.5, 1.5), splits: Sequence[str] | None = None) -> Analysis:
+    """Metrics along the line θ_A + α(θ_B − θ_A) from ``problem``'s parameters (α = 0) to
+    ``other``'s (α = 1): another Problem, a module of the same architecture or a parameter dict."""
+    theta_b = _parameters_like(problem, other)
+    direction = interpolation_direction(problem.params, theta_b)
+    settings = _settings(problem, seed=0, normalization="none", include_1d=True)
+    return _surface(problem, "interpolation", [direction], [_axis(points, span)], splits, None, settings,
+                    {"origin": "first checkpoint", "markers": np.array([[0.0], [1.0]]),
+                     "marker_labels": ["A", "B"]})
+
+
+def _parameters_like(problem: Problem, other: Problem | nn.Module | Mapping[str, Tensor]) -> dict[str, Tensor]:
+    named = (other.params if isinstance(other, Problem) else
+             dict(other.named_parameters()) if isinstance(other, nn.Module) else dict(other))
+    missing = [n for n in problem.params if n not in named]
+    if missing:
+        raise LandscapeError(f"interpolate: the other model lacks parameters {missing[:3]}")
+    return {n: named[n].detach().to(problem.device, problem.dtype) for n in problem.params}
+
+
+# ---------------------------------------------------------------------------- gradient noise
+def gradient_noise(problem: Problem, examples: int | None = None, batch_size: int = 32, *, k: int = 10,
+                   split: str = "train", seed: int = 0, hessian: bool = True) -> Analysis:
+    """Per-example gradient covariance Σ over ``examples`` examples (all when None), its top-k
+    spectrum, the noise scales for SGD batch size ``batch_size``, and (``hessian``) its
+    alignment with the Hessian: tr(HΣ), B_noise and the Σ/H eigenspace overlap."""
+    result = _gradient_noise(problem, examples=examples, batch_size=batch_size, k=k, split=split, seed=seed,
+                             hessian=hessian, show_progress=False)
+    attrs, arrays = result.to_group()
+    return Analysis(result, lambda writer: writer.write_group(NOISE_GROUP, attrs, arrays),
+                    _settings(problem, seed=seed))
