@@ -8,7 +8,10 @@ module; it imports none of them, so ``landscape/cli.py`` can wire them all witho
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
+import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,8 +37,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text or not action.option_strings
-                or action.default in (None, False, argparse.SUPPRESS, [])):
+        if ("default" in text or not action.option_strings or action.nargs == 0  # a switch
+                or action.default in (None, argparse.SUPPRESS, [])):
             return text
         return f"{text} (default: %(default)s)"
 
@@ -217,3 +220,56 @@ def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
     html = report_path(path)
     write_report(path, html)
     print(f"report: {html}")
+
+
+# ---------------------------------------------------------------------------- options from configs
+def option(default: Any, help: str, *, minimum: int | None = None, metavar: str | None = None,
+           negative_flag: str | None = None) -> Any:
+    """A config field that is also a command-line option: the default and the help live here
+    once; :func:`add_config_arguments` turns it into an argparse option. ``minimum`` for
+    integers; ``negative_flag`` names the ``--no-...`` switch of a field that defaults to True."""
+    return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum, "metavar": metavar,
+                                                        "negative_flag": negative_flag})
+
+
+def add_config_arguments(group: Any, config: type, prefix: str = "", *, skip: Sequence[str] = ()) -> None:
+    """An option ``--<prefix><field-name>`` for every field of the dataclass ``config`` made with
+    :func:`option` (ints ≥ ``minimum``, Literals as choices, bools as switches, int pairs as
+    two values)."""
+    hints = typing.get_type_hints(config)
+    for spec in dataclasses.fields(config):
+        if "help" not in spec.metadata or spec.name in skip:
+            continue
+        meta, kind = spec.metadata, hints[spec.name]
+        flag = f"--{prefix}{spec.name.replace('_', '-')}"
+        kwargs: dict[str, Any] = {"help": meta["help"], "dest": f"{prefix}{spec.name}".replace("-", "_")}
+        if kind is bool:
+            flag = f"--{prefix}{meta['negative_flag']}" if spec.default else flag
+            kwargs["action"] = "store_false" if spec.default else "store_true"
+            kwargs["default"] = spec.default
+            group.add_argument(flag, **kwargs)
+            continue
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        base = args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) else kind
+        if typing.get_origin(base) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(base))
+        elif typing.get_origin(base) is tuple:
+            kwargs.update(nargs=len(typing.get_args(base)), type=integer(meta["minimum"] or 1))
+        elif base is int:
+            kwargs["type"] = integer(meta["minimum"] if meta["minimum"] is not None else 0)
+        elif base is float:
+            kwargs["type"] = positive_float
+        kwargs.update(default=spec.default, metavar=meta["metavar"])
+        group.add_argument(flag, **kwargs)
+
+
+def config_from_args(config: type, args: argparse.Namespace, prefix: str = "", **given: Any) -> Any:
+    """The dataclass ``config`` filled from the options :func:`add_config_arguments` made
+    (``given`` overrides, e.g. values resolved elsewhere)."""
+    values = {}
+    for spec in dataclasses.fields(config):
+        dest = f"{prefix}{spec.name}".replace("-", "_")
+        if "help" in spec.metadata and hasattr(args, dest):
+            value = getattr(args, dest)
+            values[spec.name] = tuple(value) if isinstance(value, list) else value  # nargs gives a list
+    return config(**{**values, **given})

@@ -8,77 +8,47 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from typing import Any
 
-from ..errors import LandscapeError
-from ..options import add_problem_arguments, integer, problem_from_args, run_into_file, write_report_next_to
+from ..options import (add_config_arguments, add_problem_arguments, config_from_args, problem_from_args,
+                       run_into_file, write_report_next_to)
+from .step import NoiseConfig, noise_step
 
 HELP = "gradient-noise covariance Σ, noise scales and their alignment with H"
-
-
-def _noise_options(group: argparse._ArgumentGroup, prefix: str) -> None:
-    group.add_argument(f"--{prefix}examples", type=integer(2), metavar="N",
-                       help="examples whose per-example gradients form Σ (default: min(1024, split size))")
-    group.add_argument(f"--{prefix}k", type=integer(1), default=10, metavar="K",
-                       help="top eigenvalues of Σ (and of H) to compute")
-    group.add_argument(f"--{prefix}split", default="train", help="data split the noise is measured on")
-    group.add_argument(f"--{prefix}no-hessian", action="store_true",
-                       help="skip tr(HΣ), B_noise and the Σ/H eigenspace overlap (they need HVPs over the split)")
-    group.add_argument(f"--{prefix}two-batch-sizes", type=integer(1), nargs=2, metavar=("SMALL", "BIG"),
-                       help="batch sizes of McCandlish's two-batch estimator (default: B and 4B)")
-    group.add_argument(f"--{prefix}gradient-method", choices=["auto", "vmap", "loop"], default="auto",
-                       help="per-example gradients: vmap, a loop of single examples, or auto (vmap, "
-                            "falling back to the loop where the model has no batching rule)")
-
-
-BATCH_HELP = ("SGD mini-batch size B the noise is reported for (Σ/B, tail index) (default: the training "
-              "batch size recorded in the checkpoint)")
 
 
 def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)")
     add_problem_arguments(parser, output_name="noise")
-    parser.add_argument("--batch-size", type=integer(1), metavar="B", help=BATCH_HELP)
-    _noise_options(parser.add_argument_group("gradient noise"), "")
+    add_config_arguments(parser.add_argument_group("gradient noise"), NoiseConfig, skip=["seed"])
 
 
 def add_noise_scan_arguments(parser: argparse.ArgumentParser) -> None:
-    """``scan --noise`` and its options (prefixed ``--noise-``)."""
-    group = parser.add_argument_group("gradient noise (scan --noise)")
+    """``scan --noise`` and the noise options, prefixed ``--noise-``."""
+    group = parser.add_argument_group("gradient noise (scan --noise; B defaults to 32 when the checkpoint "
+                                      "records no training batch size)")
     group.add_argument("--noise", action="store_true", help="add the gradient-noise analysis (group 'noise')")
-    group.add_argument("--noise-batch-size", type=integer(1), metavar="B", help=BATCH_HELP + ", else 32")
-    _noise_options(group, "noise-")
+    add_config_arguments(group, NoiseConfig, "noise-", skip=["seed"])
 
 
-def batch_size_for(given: int | None, provenance: dict[str, Any], fallback: int | None) -> int:
-    """``given``, else the training batch size the checkpoint records, else ``fallback``."""
-    size = given or provenance.get("training_batch_size") or fallback
-    if size is None:
-        raise LandscapeError("noise: pass --batch-size B (the SGD mini-batch size the noise is for); "
-                             "the checkpoint records no training batch size")
-    return int(size)
+def noise_config(args: argparse.Namespace, provenance: dict[str, Any], prefix: str = "",
+                 fallback_batch_size: int | None = None) -> NoiseConfig:
+    """The options as a :class:`NoiseConfig`; B is ``--batch-size``, else the training batch
+    size the checkpoint records, else ``fallback_batch_size``."""
+    config = config_from_args(NoiseConfig, args, prefix, seed=args.seed)
+    batch_size = config.batch_size or provenance.get("training_batch_size") or fallback_batch_size
+    return replace(config, batch_size=batch_size)
 
 
 def noise_steps_from_args(args: argparse.Namespace, provenance: dict[str, Any]) -> list:
     """The scan steps ``scan --noise`` adds (none without the flag)."""
-    from .step import noise_step
-
-    if not args.noise:
-        return []
-    return [noise_step(args.noise_examples, batch_size_for(args.noise_batch_size, provenance, 32),
-                       k=args.noise_k, split=args.noise_split, seed=args.seed, hessian=not args.noise_no_hessian,
-                       two_batch_sizes=tuple(args.noise_two_batch_sizes) if args.noise_two_batch_sizes else None,
-                       gradient_method=args.noise_gradient_method)]
+    return [noise_step(noise_config(args, provenance, "noise-", 32))] if args.noise else []
 
 
 def run_noise(args: argparse.Namespace) -> int:
-    from .step import noise_step
-
     problem, provenance = problem_from_args(args)
-    step = noise_step(args.examples, batch_size_for(args.batch_size, provenance, None), k=args.k,
-                      split=args.split, seed=args.seed, hessian=not args.no_hessian,
-                      two_batch_sizes=tuple(args.two_batch_sizes) if args.two_batch_sizes else None,
-                      gradient_method=args.gradient_method)
+    step = noise_step(noise_config(args, provenance))
     path = run_into_file(args, problem, provenance, [step], {"seed": args.seed}, [args.checkpoint])
     print(f"results: {path}")
     print_summary(path)
