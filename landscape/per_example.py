@@ -224,12 +224,6 @@ def batch_example_gradients(problem: Problem, batch: Batch, params: Params | Non
     return _loop_chunk(problem, batch, params=params), "loop"
 
 
-def point_bytes(problem: Problem) -> int:
-    """Bytes of one forward pass on the largest batch (parameters + activations), cached."""
-    problem.points_per_pass()
-    return int(problem._point_bytes or 1)
-
-
 def examples_per_chunk(problem: Problem) -> int:
     """How many per-example gradients to compute in one ``vmap`` call within the budget.
 
@@ -239,7 +233,7 @@ def examples_per_chunk(problem: Problem) -> int:
     """
     largest = max(b.size for split in problem.split_names for b in problem.batches(split))
     param_bytes = sum(p.numel() * p.element_size() for p in problem.params.values())
-    activation_bytes = max(0, point_bytes(problem) - param_bytes) / (2 * largest)
+    activation_bytes = max(0, problem.point_bytes() - param_bytes) / (2 * largest)
     per_example = 8 * (activation_bytes + param_bytes)
     return int(max(1, min(4096, problem.memory_budget_bytes // max(1, per_example))))
 

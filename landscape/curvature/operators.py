@@ -263,8 +263,7 @@ class HessianOperator(ProblemOperator):
     def _graphs_fit(self) -> bool:
         """Keep every batch's gradient graph between products when ~3× the forward
         activations of all batches fit in half the Problem's memory budget."""
-        self.problem.points_per_pass()  # measures the activation bytes of the largest batch once
-        per_batch = 3 * (self.problem._point_bytes or 0)
+        per_batch = 3 * self.problem.point_bytes()
         return per_batch * len(self.batches) <= self.problem.memory_budget_bytes // 2
 
     def _loss_of(self, batch: Batch) -> Callable[[Params], Tensor]:
