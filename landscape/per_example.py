@@ -26,7 +26,10 @@ from torch.func import grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from .errors import LandscapeError
-from .problem import Batch, Params, Problem
+from .memory import tensor_bytes
+from .params import Params, flatten_rows
+from .problem import Batch, Problem
+from .problem.data import concat_batches
 from .progress import progress
 
 GradientMethod = Literal["vmap", "loop"]
@@ -70,24 +73,13 @@ def gather_examples(problem: Problem, indices: Tensor, split: str = "train") -> 
         offset += batch.size
     if not pieces:
         raise LandscapeError(f"no examples selected from split '{split}'")
-    return _concat(pieces)
+    return concat_batches(pieces)
 
 
 def _take(batch: Batch, rows: Tensor) -> Batch:
     leaves, spec = tree_flatten(batch.inputs)
     taken = [leaf.index_select(0, rows) if isinstance(leaf, Tensor) else leaf for leaf in leaves]
     return Batch(tree_unflatten(taken, spec), batch.target.index_select(0, rows), int(rows.numel()))
-
-
-def _concat(pieces: list[Batch]) -> Batch:
-    if len(pieces) == 1:
-        return pieces[0]
-    flat = [tree_flatten(p.inputs) for p in pieces]
-    spec = flat[0][1]
-    joined = [torch.cat([f[0][i] for f in flat]) if isinstance(flat[0][0][i], Tensor) else flat[0][0][i]
-              for i in range(len(flat[0][0]))]
-    return Batch(tree_unflatten(joined, spec), torch.cat([p.target for p in pieces]),
-                 sum(p.size for p in pieces))
 
 
 def select_examples(problem: Problem, num_examples: int | None, split: str = "train",
@@ -175,25 +167,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else ""
 
 
-def _flat_rows(grads: dict[str, Tensor], rows: int, out: Tensor | None = None) -> Tensor:
-    """Per-example gradients as rows [rows, d], written into ``out`` when given (no extra copy)."""
-    if out is None:
-        return torch.cat([g.reshape(rows, -1) for g in grads.values()], dim=1)
-    offset = 0
-    for g in grads.values():
-        width = g.numel() // rows
-        out[:, offset:offset + width] = g.reshape(rows, width)
-        offset += width
-    return out
-
-
 def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
                 params: Params | None = None) -> Tensor:
     tensors, leaves, spec = _split_leaves(batch.inputs)
     loss = _single_loss_fn(problem, leaves, spec)
     at = problem.params if params is None else params
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(at, tuple(tensors), batch.target)
-    return _flat_rows(grads, batch.size, out)
+    return flatten_rows(grads, out)
 
 
 def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
@@ -204,7 +184,7 @@ def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
     for i in range(batch.size):
         one = batch.slice(i, i + 1)
         g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(at)
-        _flat_rows(g, 1, rows[i:i + 1])
+        flatten_rows({n: t.unsqueeze(0) for n, t in g.items()}, rows[i:i + 1])
     return rows
 
 
@@ -232,7 +212,7 @@ def examples_per_chunk(problem: Problem) -> int:
     peaks on the digits MLP/CNN were ~7× the gradient size per example).
     """
     largest = max(b.size for split in problem.split_names for b in problem.batches(split))
-    param_bytes = sum(p.numel() * p.element_size() for p in problem.params.values())
+    param_bytes = tensor_bytes(problem.params)
     activation_bytes = max(0, problem.point_bytes() - param_bytes) / (2 * largest)
     per_example = 8 * (activation_bytes + param_bytes)
     return int(max(1, min(4096, problem.memory_budget_bytes // max(1, per_example))))

@@ -3,7 +3,7 @@
 Every operator here is the curvature of the *empirical risk* L(θ) = Σ_b (n_b/N)·ℓ_b(θ)
 (batch means weighted by batch size), at θ*, restricted to a subset of parameters
 chosen by ``fnmatch`` name patterns. Vectors are flat over the selected parameters in
-``problem.params`` order (the order of :func:`landscape.problem.flatten`).
+``problem.params`` order (the layout of :mod:`landscape.params`).
 
 ``matmat(V)`` with ``V`` of shape ``[D, m]`` makes ONE pass over the data for all ``m``
 columns: per batch, the forward pass and first backward are shared and the ``m``
@@ -28,7 +28,8 @@ from torch.utils._pytree import tree_map
 from ..errors import LandscapeError
 from ..per_example import GradientMethod, batch_example_gradients
 from ..per_example import examples_per_chunk as default_examples_per_chunk
-from ..problem import Batch, Params, Problem
+from ..params import Params, flatten_columns, unflatten_columns
+from ..problem import Batch, Problem
 
 HVPMode = Literal["auto", "reverse", "forward", "autograd"]
 
@@ -119,22 +120,6 @@ def select_parameters(params: Mapping[str, Tensor], patterns: Sequence[str] | No
     return chosen
 
 
-def _split_columns(vectors: Tensor, like: Mapping[str, Tensor]) -> Params:
-    """``[D, m]`` → ``{name: [m, *shape]}`` (views where possible)."""
-    rows = vectors.T
-    out, offset = {}, 0
-    for name, ref in like.items():
-        n = ref.numel()
-        out[name] = rows[:, offset:offset + n].reshape(rows.shape[0], *ref.shape)
-        offset += n
-    return out
-
-
-def _join_columns(parts: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
-    """``{name: [m, *shape]}`` → ``[D, m]``."""
-    return torch.cat([parts[n].reshape(parts[n].shape[0], -1) for n in names], dim=1).T
-
-
 # ---------------------------------------------------------------------------- problem-based
 def differentiable_attention() -> contextlib.AbstractContextManager[Any]:
     """Route scaled-dot-product attention to its math kernel: the fused CPU/GPU kernels
@@ -182,9 +167,10 @@ class ProblemOperator(LinearOperator):
             weight = batch.size / self.num_examples
             for start in range(0, vectors.shape[1], self.max_columns):
                 cols = vectors[:, start:start + self.max_columns]
-                block = _split_columns(cols, self.selected)
-                total[:, start:start + cols.shape[1]] += weight * _join_columns(
-                    self._batch_products(batch, block), self.names)
+                block = unflatten_columns(cols, self.selected)
+                products = self._batch_products(batch, block)
+                total[:, start:start + cols.shape[1]] += weight * flatten_columns(
+                    {n: products[n] for n in self.names})
         return total
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
