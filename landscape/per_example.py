@@ -3,7 +3,8 @@
 The fast path is ``vmap(grad(ℓ_i))`` over ``functional_call``, chunked to the problem's
 memory budget. Models ``vmap`` cannot handle (ops without batching rules, ``.item()`` in
 ``forward``, some RNN kernels) fall back to a loop of single-example ``grad`` calls, which is
-correct but slower; the result says which was used (``method``).
+correct but slower; the result says which was used (``method``). Only torch.func's refusal to
+batch switches to the loop (:mod:`landscape.fallback`); any other error propagates.
 
 The per-example loss ℓ_i is the user's loss called on a batch of one example (a leading
 batch dimension of size 1 on every tensor leaf of the inputs and on the target), so any
@@ -25,7 +26,8 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .errors import LandscapeError
+from .errors import LandscapeError, first_line
+from .fallback import Fallback
 from .memory import tensor_bytes
 from .params import Params, flatten_rows
 from .problem import Batch, Problem
@@ -162,11 +164,6 @@ def check_mean_reduction(problem: Problem, split: str = "train", max_pairs: int 
 
 
 # ---------------------------------------------------------------------------- gradients
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
-
-
 def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
                 params: Params | None = None) -> Tensor:
     tensors, leaves, spec = _split_leaves(batch.inputs)
@@ -189,19 +186,17 @@ def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
 
 
 def batch_example_gradients(problem: Problem, batch: Batch, params: Params | None = None,
-                            method: GradientMethod = "vmap") -> tuple[Tensor, GradientMethod]:
+                            fallback: Fallback | None = None) -> Tensor:
     """``[batch.size, D]`` per-example gradients of ``batch`` over ``params`` (a subset of
     ``problem.params`` in its order, the rest fixed at θ*; all when None).
 
-    ``method`` "vmap" falls back to the single-example loop when ``vmap`` fails; the method
-    actually used is returned so a caller streaming many batches can skip the failing try.
+    ``vmap``, falling back to the single-example loop when torch.func cannot batch the
+    model or loss; pass the same ``fallback`` to every call of a stream of batches so the
+    failing try is made once (``fallback.ok`` then says which method ran).
     """
-    if method == "vmap":
-        try:
-            return _vmap_chunk(problem, batch, params=params), "vmap"
-        except Exception:  # no batching rule, data-dependent control flow, ...
-            pass
-    return _loop_chunk(problem, batch, params=params), "loop"
+    fallback = fallback if fallback is not None else Fallback("vmap")
+    return fallback.run(lambda: _vmap_chunk(problem, batch, params=params),
+                        lambda: _loop_chunk(problem, batch, params=params))
 
 
 def examples_per_chunk(problem: Problem) -> int:
@@ -225,8 +220,9 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
 
     Rows follow the sorted ``indices`` (stored in the result).
 
-    ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if the
-    model or loss has no batching rule; "vmap" or "loop" force one. The matrix lives on
+    ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if
+    torch.func cannot batch the model or loss (any other error propagates); "vmap" or
+    "loop" force one. The matrix lives on
     ``problem.device`` in ``problem.dtype``; it needs n·d entries of memory.
     """
     if method not in ("auto", "vmap", "loop"):
@@ -247,12 +243,10 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     chosen: GradientMethod = "loop" if method == "loop" else "vmap"
     reason = "forced by method='loop'" if method == "loop" else ""
     if method == "auto":
+        fallback = Fallback("vmap")
         probe = examples.slice(0, min(2, examples.size))
-        try:
-            _vmap_chunk(problem, probe)
-        except Exception as exc:  # no batching rule, data-dependent control flow, ...
-            chosen = "loop"
-            reason = f"vmap failed: {type(exc).__name__}: {_first_line(exc)}"
+        if not fallback.probe(lambda: _vmap_chunk(problem, probe)):
+            chosen, reason = "loop", fallback.reason
     compute = _vmap_chunk if chosen == "vmap" else _loop_chunk
 
     matrix = torch.empty(examples.size, dim, dtype=problem.dtype, device=problem.device)
@@ -267,7 +261,7 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
             except Exception as exc:
                 raise LandscapeError(f"per-example gradient ({chosen}) failed on examples "
                                      f"{start}..{start + part.size - 1} of split '{split}' "
-                                     f"({type(exc).__name__}: {_first_line(exc)}); check the model and loss") from None
+                                     f"({type(exc).__name__}: {first_line(exc)}); check the model and loss") from None
             if bar is not None:
                 bar.update(part.size)
     finally:
