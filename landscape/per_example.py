@@ -222,8 +222,8 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
 
     ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if
     torch.func cannot batch the model or loss (any other error propagates); "vmap" or
-    "loop" force one. The matrix lives on
-    ``problem.device`` in ``problem.dtype``; it needs n·d entries of memory.
+    "loop" force one. The matrix lives on ``problem.device`` in ``problem.dtype``; it
+    needs n·d entries of memory.
     """
     if method not in ("auto", "vmap", "loop"):
         raise LandscapeError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")

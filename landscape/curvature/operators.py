@@ -26,7 +26,8 @@ from torch.func import grad, jvp, vjp
 from torch.utils._pytree import tree_map
 
 from ..errors import LandscapeError
-from ..fallback import Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported, vmap_or_loop
+from ..fallback import (Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported,
+                        vmap_or_loop)
 from ..params import Params, flatten_columns, unflatten_columns
 from ..per_example import batch_example_gradients
 from ..per_example import examples_per_chunk as default_examples_per_chunk
