@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from . import zoo
 from .errors import LandscapeError
-from .problem import BNPolicy, LossFn, Problem
+from .problem import BNPolicy, EvalMode, LossFn, Problem
 
 METADATA_KEY = "landscape"
 
@@ -525,7 +525,8 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
                  dtype: torch.dtype | None = None, bn_policy: BNPolicy = "eval",
                  batch_size: int | None = None, max_batches: int | None = None,
                  max_examples: int | None = None,
-                 metrics: Mapping[str, Callable[..., Any]] | None = None) -> tuple[Problem, Provenance]:
+                 metrics: Mapping[str, Callable[..., Any]] | None = None,
+                 eval_mode: EvalMode = "auto") -> tuple[Problem, Provenance]:
     """Checkpoint + specs → Problem, with the provenance to record.
 
     ``model``, ``data`` and ``loss`` default to what the checkpoint's metadata names; those
@@ -549,7 +550,8 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     splits = load_data(data_spec, batch_size=batch_size or 256, kwargs=data_kwargs)
     loss_fn, loss_name = resolve_loss(loss_spec)
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
-                             max_batches=max_batches, max_examples=max_examples, metrics=metrics)
+                             max_batches=max_batches, max_examples=max_examples, metrics=metrics,
+                             eval_mode=eval_mode)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust, training_batch_size(checkpoint))
     return problem, provenance

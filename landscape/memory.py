@@ -1,8 +1,14 @@
-"""Up-front memory checks: refuse work that cannot fit before any file is created."""
+"""Memory: up-front checks that refuse work which cannot fit before any file is created,
+and the byte counts that size chunks of work to a budget."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
 
 from .errors import LandscapeError
 
@@ -41,3 +47,31 @@ def require_fits(nbytes: int, what: str, hint: str) -> None:
     if nbytes > budget:
         raise LandscapeError(f"{what} needs about {format_bytes(nbytes)} of memory but "
                              f"{format_bytes(budget)} is available for it; {hint}")
+
+
+def tensor_bytes(tensors: Mapping[str, Tensor]) -> int:
+    """Bytes held by named tensors (e.g. one copy of the parameters)."""
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def module_output_bytes(model: nn.Module, run: Callable[[], Any]) -> int:
+    """Bytes of every tensor output of every module of ``model`` while ``run()`` runs (no grad).
+
+    Measured with forward hooks, removed again afterwards: the activations one forward pass
+    makes, a proxy for what evaluating it at one more parameter point costs.
+    """
+    sizes: list[int] = []
+
+    def hook(_module: nn.Module, _inp: Any, out: Any) -> None:
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, Tensor):
+                sizes.append(t.numel() * t.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(sizes)

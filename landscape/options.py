@@ -116,8 +116,7 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
         bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
-        max_examples=args.max_examples, metrics=metrics_from_args(args))
-    problem.eval_mode = args.eval_mode
+        max_examples=args.max_examples, metrics=metrics_from_args(args), eval_mode=args.eval_mode)
     return problem, provenance.as_attrs()
 
 

@@ -3,7 +3,8 @@
 The fast path is ``vmap(grad(ℓ_i))`` over ``functional_call``, chunked to the problem's
 memory budget. Models ``vmap`` cannot handle (ops without batching rules, ``.item()`` in
 ``forward``, some RNN kernels) fall back to a loop of single-example ``grad`` calls, which is
-correct but slower; the result says which was used (``method``).
+correct but slower; the result says which was used (``method``). Only torch.func's refusal to
+batch switches to the loop (:mod:`landscape.fallback`); any other error propagates.
 
 The per-example loss ℓ_i is the user's loss called on a batch of one example (a leading
 batch dimension of size 1 on every tensor leaf of the inputs and on the target), so any
@@ -25,8 +26,12 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from .errors import LandscapeError
-from .problem import Batch, Params, Problem
+from .errors import LandscapeError, first_line
+from .fallback import Fallback
+from .memory import tensor_bytes
+from .params import Params, flatten_rows
+from .problem import Batch, Problem
+from .problem.data import concat_batches
 from .progress import progress
 
 GradientMethod = Literal["vmap", "loop"]
@@ -70,24 +75,13 @@ def gather_examples(problem: Problem, indices: Tensor, split: str = "train") -> 
         offset += batch.size
     if not pieces:
         raise LandscapeError(f"no examples selected from split '{split}'")
-    return _concat(pieces)
+    return concat_batches(pieces)
 
 
 def _take(batch: Batch, rows: Tensor) -> Batch:
     leaves, spec = tree_flatten(batch.inputs)
     taken = [leaf.index_select(0, rows) if isinstance(leaf, Tensor) else leaf for leaf in leaves]
     return Batch(tree_unflatten(taken, spec), batch.target.index_select(0, rows), int(rows.numel()))
-
-
-def _concat(pieces: list[Batch]) -> Batch:
-    if len(pieces) == 1:
-        return pieces[0]
-    flat = [tree_flatten(p.inputs) for p in pieces]
-    spec = flat[0][1]
-    joined = [torch.cat([f[0][i] for f in flat]) if isinstance(flat[0][0][i], Tensor) else flat[0][0][i]
-              for i in range(len(flat[0][0]))]
-    return Batch(tree_unflatten(joined, spec), torch.cat([p.target for p in pieces]),
-                 sum(p.size for p in pieces))
 
 
 def select_examples(problem: Problem, num_examples: int | None, split: str = "train",
@@ -170,30 +164,13 @@ def check_mean_reduction(problem: Problem, split: str = "train", max_pairs: int 
 
 
 # ---------------------------------------------------------------------------- gradients
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else ""
-
-
-def _flat_rows(grads: dict[str, Tensor], rows: int, out: Tensor | None = None) -> Tensor:
-    """Per-example gradients as rows [rows, d], written into ``out`` when given (no extra copy)."""
-    if out is None:
-        return torch.cat([g.reshape(rows, -1) for g in grads.values()], dim=1)
-    offset = 0
-    for g in grads.values():
-        width = g.numel() // rows
-        out[:, offset:offset + width] = g.reshape(rows, width)
-        offset += width
-    return out
-
-
 def _vmap_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
                 params: Params | None = None) -> Tensor:
     tensors, leaves, spec = _split_leaves(batch.inputs)
     loss = _single_loss_fn(problem, leaves, spec)
     at = problem.params if params is None else params
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(at, tuple(tensors), batch.target)
-    return _flat_rows(grads, batch.size, out)
+    return flatten_rows(grads, out)
 
 
 def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
@@ -204,30 +181,22 @@ def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
     for i in range(batch.size):
         one = batch.slice(i, i + 1)
         g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(at)
-        _flat_rows(g, 1, rows[i:i + 1])
+        flatten_rows({n: t.unsqueeze(0) for n, t in g.items()}, rows[i:i + 1])
     return rows
 
 
 def batch_example_gradients(problem: Problem, batch: Batch, params: Params | None = None,
-                            method: GradientMethod = "vmap") -> tuple[Tensor, GradientMethod]:
+                            fallback: Fallback | None = None) -> Tensor:
     """``[batch.size, D]`` per-example gradients of ``batch`` over ``params`` (a subset of
     ``problem.params`` in its order, the rest fixed at θ*; all when None).
 
-    ``method`` "vmap" falls back to the single-example loop when ``vmap`` fails; the method
-    actually used is returned so a caller streaming many batches can skip the failing try.
+    ``vmap``, falling back to the single-example loop when torch.func cannot batch the
+    model or loss; pass the same ``fallback`` to every call of a stream of batches so the
+    failing try is made once (``fallback.ok`` then says which method ran).
     """
-    if method == "vmap":
-        try:
-            return _vmap_chunk(problem, batch, params=params), "vmap"
-        except Exception:  # no batching rule, data-dependent control flow, ...
-            pass
-    return _loop_chunk(problem, batch, params=params), "loop"
-
-
-def point_bytes(problem: Problem) -> int:
-    """Bytes of one forward pass on the largest batch (parameters + activations), cached."""
-    problem.points_per_pass()
-    return int(problem._point_bytes or 1)
+    fallback = fallback if fallback is not None else Fallback("vmap")
+    return fallback.run(lambda: _vmap_chunk(problem, batch, params=params),
+                        lambda: _loop_chunk(problem, batch, params=params))
 
 
 def examples_per_chunk(problem: Problem) -> int:
@@ -238,8 +207,8 @@ def examples_per_chunk(problem: Problem) -> int:
     peaks on the digits MLP/CNN were ~7× the gradient size per example).
     """
     largest = max(b.size for split in problem.split_names for b in problem.batches(split))
-    param_bytes = sum(p.numel() * p.element_size() for p in problem.params.values())
-    activation_bytes = max(0, point_bytes(problem) - param_bytes) / (2 * largest)
+    param_bytes = tensor_bytes(problem.params)
+    activation_bytes = max(0, problem.point_bytes() - param_bytes) / (2 * largest)
     per_example = 8 * (activation_bytes + param_bytes)
     return int(max(1, min(4096, problem.memory_budget_bytes // max(1, per_example))))
 
@@ -251,9 +220,10 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
 
     Rows follow the sorted ``indices`` (stored in the result).
 
-    ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if the
-    model or loss has no batching rule; "vmap" or "loop" force one. The matrix lives on
-    ``problem.device`` in ``problem.dtype``; it needs n·d entries of memory.
+    ``method``: "auto" tries ``vmap`` on a small chunk and falls back to the loop if
+    torch.func cannot batch the model or loss (any other error propagates); "vmap" or
+    "loop" force one. The matrix lives on ``problem.device`` in ``problem.dtype``; it
+    needs n·d entries of memory.
     """
     if method not in ("auto", "vmap", "loop"):
         raise LandscapeError(f"method must be 'auto', 'vmap' or 'loop', got {method!r}")
@@ -273,12 +243,10 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     chosen: GradientMethod = "loop" if method == "loop" else "vmap"
     reason = "forced by method='loop'" if method == "loop" else ""
     if method == "auto":
+        fallback = Fallback("vmap")
         probe = examples.slice(0, min(2, examples.size))
-        try:
-            _vmap_chunk(problem, probe)
-        except Exception as exc:  # no batching rule, data-dependent control flow, ...
-            chosen = "loop"
-            reason = f"vmap failed: {type(exc).__name__}: {_first_line(exc)}"
+        if not fallback.probe(lambda: _vmap_chunk(problem, probe)):
+            chosen, reason = "loop", fallback.reason
     compute = _vmap_chunk if chosen == "vmap" else _loop_chunk
 
     matrix = torch.empty(examples.size, dim, dtype=problem.dtype, device=problem.device)
@@ -293,7 +261,7 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
             except Exception as exc:
                 raise LandscapeError(f"per-example gradient ({chosen}) failed on examples "
                                      f"{start}..{start + part.size - 1} of split '{split}' "
-                                     f"({type(exc).__name__}: {_first_line(exc)}); check the model and loss") from None
+                                     f"({type(exc).__name__}: {first_line(exc)}); check the model and loss") from None
             if bar is not None:
                 bar.update(part.size)
     finally:

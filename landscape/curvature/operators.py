@@ -3,7 +3,7 @@
 Every operator here is the curvature of the *empirical risk* L(θ) = Σ_b (n_b/N)·ℓ_b(θ)
 (batch means weighted by batch size), at θ*, restricted to a subset of parameters
 chosen by ``fnmatch`` name patterns. Vectors are flat over the selected parameters in
-``problem.params`` order (the order of :func:`landscape.problem.flatten`).
+``problem.params`` order (the layout of :mod:`landscape.params`).
 
 ``matmat(V)`` with ``V`` of shape ``[D, m]`` makes ONE pass over the data for all ``m``
 columns: per batch, the forward pass and first backward are shared and the ``m``
@@ -22,13 +22,16 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import grad, jvp, vjp
 from torch.utils._pytree import tree_map
 
 from ..errors import LandscapeError
-from ..per_example import GradientMethod, batch_example_gradients
+from ..fallback import (Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported,
+                        vmap_or_loop)
+from ..params import Params, flatten_columns, unflatten_columns
+from ..per_example import batch_example_gradients
 from ..per_example import examples_per_chunk as default_examples_per_chunk
-from ..problem import Batch, Params, Problem
+from ..problem import Batch, Problem
 
 HVPMode = Literal["auto", "reverse", "forward", "autograd"]
 
@@ -119,22 +122,6 @@ def select_parameters(params: Mapping[str, Tensor], patterns: Sequence[str] | No
     return chosen
 
 
-def _split_columns(vectors: Tensor, like: Mapping[str, Tensor]) -> Params:
-    """``[D, m]`` → ``{name: [m, *shape]}`` (views where possible)."""
-    rows = vectors.T
-    out, offset = {}, 0
-    for name, ref in like.items():
-        n = ref.numel()
-        out[name] = rows[:, offset:offset + n].reshape(rows.shape[0], *ref.shape)
-        offset += n
-    return out
-
-
-def _join_columns(parts: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
-    """``{name: [m, *shape]}`` → ``[D, m]``."""
-    return torch.cat([parts[n].reshape(parts[n].shape[0], -1) for n in names], dim=1).T
-
-
 # ---------------------------------------------------------------------------- problem-based
 def differentiable_attention() -> contextlib.AbstractContextManager[Any]:
     """Route scaled-dot-product attention to its math kernel: the fused CPU/GPU kernels
@@ -160,7 +147,7 @@ class ProblemOperator(LinearOperator):
         self.num_examples = sum(b.size for b in self.batches)
         super().__init__(sum(p.numel() for p in self.selected.values()), problem.dtype, problem.device)
         self.max_columns = max_columns or self._default_max_columns()
-        self._vmap_ok: bool | None = None
+        self.vmap_fallback = Fallback("vmap")  # columns one at a time once vmap is unsupported
 
     def _default_max_columns(self) -> int:
         # one point of the forward pass costs ~1 unit; an HVP column ~3 (forward, two backwards)
@@ -182,29 +169,23 @@ class ProblemOperator(LinearOperator):
             weight = batch.size / self.num_examples
             for start in range(0, vectors.shape[1], self.max_columns):
                 cols = vectors[:, start:start + self.max_columns]
-                block = _split_columns(cols, self.selected)
-                total[:, start:start + cols.shape[1]] += weight * _join_columns(
-                    self._batch_products(batch, block), self.names)
+                block = unflatten_columns(cols, self.selected)
+                products = self._batch_products(batch, block)
+                total[:, start:start + cols.shape[1]] += weight * flatten_columns(
+                    {n: products[n] for n in self.names})
         return total
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         raise NotImplementedError
 
     def _vmapped(self, fn: Callable[[Params], Params], block: Params) -> Params:
-        """``fn`` applied to every column of ``block`` with vmap, or one by one where a layer
-        or loss has no batching rule (learned once per operator)."""
-        if self._vmap_ok is not False:
-            try:
-                out = vmap(fn)(block)
-                self._vmap_ok = True
-                return out
-            except Exception:
-                if self._vmap_ok:
-                    raise
-                self._vmap_ok = False
-        m = next(iter(block.values())).shape[0]
-        rows = [fn({n: v[i] for n, v in block.items()}) for i in range(m)]
-        return {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
+        """``fn`` applied to every column of ``block`` with vmap, or one by one where
+        torch.func cannot batch a layer or the loss (learned once per operator)."""
+        return vmap_or_loop(fn, block, self.vmap_fallback)
+
+    @property
+    def _vmap_ok(self) -> bool | None:  # kept for tests/test_curvature_operators.py
+        return self.vmap_fallback.ok
 
 
 class HessianOperator(ProblemOperator):
@@ -263,8 +244,7 @@ class HessianOperator(ProblemOperator):
     def _graphs_fit(self) -> bool:
         """Keep every batch's gradient graph between products when ~3× the forward
         activations of all batches fit in half the Problem's memory budget."""
-        self.problem.points_per_pass()  # measures the activation bytes of the largest batch once
-        per_batch = 3 * (self.problem._point_bytes or 0)
+        per_batch = 3 * self.problem.point_bytes()
         return per_batch * len(self.batches) <= self.problem.memory_budget_bytes // 2
 
     def _loss_of(self, batch: Batch) -> Callable[[Params], Tensor]:
@@ -289,7 +269,9 @@ class HessianOperator(ProblemOperator):
         try:
             self._hvp(self.batches[0], probe, mode)
             return True
-        except Exception:
+        except Exception as exc:
+            if is_resource_error(exc):  # out of memory says nothing about the mode
+                raise
             return False
 
     def _pick_modes(self) -> tuple[str, str]:
@@ -308,6 +290,8 @@ class HessianOperator(ProblemOperator):
                     run()  # warm-up (builds the cached graph, if any)
                     timings[(mode, width)] = _best_seconds(run, self.device)
             except Exception as exc:
+                if is_resource_error(exc):  # out of memory says nothing about the mode
+                    raise
                 self._graphs.clear()
                 failures.append(f"{mode} unavailable ({type(exc).__name__})")
                 timings = {key: t for key, t in timings.items() if key[0] != mode}
@@ -383,7 +367,9 @@ def _apply_graph(graph: _GradientGraph, block: Params, retain: bool) -> Params:
             out = torch.autograd.grad(outputs, leaves, [block[names[i]] for i in live], retain_graph=True,
                                       allow_unused=True, is_grads_batched=True)
             return {n: _zero_if_none(o, block[n]) for n, o in zip(names, out)}
-        except Exception:
+        except Exception as exc:  # is_grads_batched is vmap inside
+            if not is_vmap_unsupported(exc):
+                raise
             rows = [torch.autograd.grad(outputs, leaves, [block[names[i]][c] for i in live],
                                         retain_graph=True, allow_unused=True) for c in range(width)]
             return {n: torch.stack([_zero_if_none(r[j], graph.at[n]) for r in rows]) for j, n in enumerate(names)}
@@ -408,7 +394,7 @@ class GGNOperator(ProblemOperator):
 
     def __init__(self, problem: Problem, **kwargs: Any) -> None:
         super().__init__(problem, **kwargs)
-        self._forward_ok: bool | None = None
+        self.forward_fallback = Fallback("forward-mode AD", is_forward_ad_unsupported)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         problem, target = self.problem, batch.target
@@ -416,19 +402,14 @@ class GGNOperator(ProblemOperator):
         output, pullback = vjp(model_out, self.selected)
         _, loss_pullback = vjp(grad(lambda z: problem.loss_fn(z, target)), output)
 
-        def jacobian_product(v: Params) -> Any:
-            if self._forward_ok is not False:
-                try:
-                    result = jvp(model_out, (self.selected,), (v,))[1]
-                    self._forward_ok = True
-                    return result
-                except Exception:
-                    if self._forward_ok:
-                        raise
-                    self._forward_ok = False
+        def double_vjp(v: Params) -> Any:
             # pullback is linear in the cotangent u; its vjp at any u applies J
             zero = tree_map(torch.zeros_like, output)
             return vjp(lambda u: pullback(u)[0], zero)[1](v)[0]
+
+        def jacobian_product(v: Params) -> Any:
+            return self.forward_fallback.run(lambda: jvp(model_out, (self.selected,), (v,))[1],
+                                             lambda: double_vjp(v))
 
         return self._vmapped(lambda v: pullback(loss_pullback(jacobian_product(v))[0])[0], block)
 
@@ -448,7 +429,7 @@ class EmpiricalFisherOperator(ProblemOperator):
     def __init__(self, problem: Problem, *, examples_per_chunk: int | None = None, **kwargs: Any) -> None:
         super().__init__(problem, **kwargs)
         self.examples_per_chunk = examples_per_chunk or default_examples_per_chunk(problem)
-        self._gradient_method: GradientMethod = "vmap"  # becomes "loop" once vmap has failed
+        self.gradient_fallback = Fallback("vmap")  # the single-example loop once vmap is unsupported
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         total = torch.zeros_like(vectors)
@@ -460,9 +441,7 @@ class EmpiricalFisherOperator(ProblemOperator):
 
     def per_example_gradients(self, batch: Batch) -> Tensor:
         """``[n, D]`` gradients of each example's loss over the selected parameters."""
-        grads, self._gradient_method = batch_example_gradients(self.problem, batch, self.selected,
-                                                               self._gradient_method)
-        return grads
+        return batch_example_gradients(self.problem, batch, self.selected, self.gradient_fallback)
 
 
 OPERATORS: dict[str, type[ProblemOperator]] = {

@@ -16,6 +16,7 @@ import torch
 from ..directions import NamedDirection
 from ..errors import LandscapeError
 from ..memory import require_fits
+from ..params import unflatten_columns
 from ..problem import Problem
 from ..progress import progress
 from .density import DensityResult, spectral_density
@@ -114,13 +115,7 @@ def eigenvector_tensors(result: EigenResult, op: ProblemOperator) -> dict[str, t
     """``{param name: [k, *shape]}`` for the selected parameters."""
     if result.eigenvectors is None:
         raise LandscapeError("eigenvectors were not computed; pass return_eigenvectors=True")
-    columns = result.eigenvectors.T  # [k, D]
-    out, offset = {}, 0
-    for name in op.names:
-        ref = op.selected[name]
-        out[name] = columns[:, offset:offset + ref.numel()].reshape(-1, *ref.shape)
-        offset += ref.numel()
-    return out
+    return unflatten_columns(result.eigenvectors, op.selected)  # op.selected is in op.names order
 
 
 def compute_eigen(op: ProblemOperator, k: int, which: str, config: CurvatureConfig,
