@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..options import (add_config_arguments, add_problem_arguments, config_from_args, problem_from_args,
