@@ -20,9 +20,8 @@ import numpy as np
 import torch
 
 from landscape import load_problem
-from landscape.directions import random_directions
 from landscape.progress import set_enabled
-from landscape.surface import compute_surface, grid_coefficients, points_at
+from landscape.surfaces import compute_surface, grid_coefficients, points_at, random_directions
 
 
 def loop_points_per_second(problem, model, directions, coefficients) -> tuple[float, np.ndarray]:

@@ -15,8 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape import Problem
-from landscape.directions import random_directions
-from landscape.surface import compute_surface
+from landscape.surfaces import compute_surface, random_directions
 
 
 def teacher_student(n: int, seed: int) -> TensorDataset:

@@ -99,8 +99,8 @@ def _add_scan(parser: argparse.ArgumentParser) -> None:
 
 
 def _surface_steps(args: argparse.Namespace, problem: Any, dims: list[int]) -> tuple[list, dict[str, Any]]:
-    from .directions import random_directions
-    from .scan import SurfaceSpec, directions_step, surface_step
+    from .surfaces.directions import random_directions
+    from .surfaces.step import SurfaceSpec, directions_step, surface_step
 
     splits = splits_from_args(args, problem)
     axes = axes_from_args(args, max(dims))
@@ -180,9 +180,9 @@ def _add_interpolate(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_interpolate(args: argparse.Namespace) -> int:
-    from .directions import interpolation_direction, plane_directions
+    from .surfaces.directions import interpolation_direction, plane_directions
     from .loading import build_model, load_checkpoint
-    from .scan import SurfaceSpec, directions_step, surface_step
+    from .surfaces.step import SurfaceSpec, directions_step, surface_step
 
     if len(args.checkpoints) not in (2, 3):
         raise LandscapeError(f"interpolate takes 2 or 3 checkpoints, got {len(args.checkpoints)}")

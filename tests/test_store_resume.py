@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from landscape import cli
-from landscape.directions import random_directions
 from landscape.errors import LandscapeError
 from landscape.store import ResultsWriter, open_results, read_attr
+from landscape.surfaces import (create_surface, random_directions, read_directions, write_directions,
+                                write_surface_points)
 from tests import models
 from tests.conftest import cli_env, landscape_command, run_cli
 
@@ -32,8 +33,8 @@ def test_groups_are_complete_only_when_written_and_directions_are_stored_by_name
         assert not writer.has_group("analysis/x")
         writer.write_group("analysis/x", {"k": 3, "names": ["a", "b"]}, {"values": np.arange(4.0)})
         assert writer.has_group("analysis/x")
-        writer.write_directions(dirs)
-        back = writer.read_directions(["d1"], params)[0]
+        write_directions(writer, dirs)
+        back = read_directions(writer, ["d1"], params)[0]
         assert all(torch.equal(back.vectors[n], dirs[1].vectors[n]) for n in params)
         writer.finish()
     assert not Path(f"{out}.partial").exists()
@@ -209,14 +210,15 @@ def test_resume_after_a_kill_between_two_direction_writes(tmp_path):
     import torch.nn.functional as F
 
     from landscape.problem import Problem
-    from landscape.scan import SurfaceSpec, directions_step, run_scan, surface_step
+    from landscape.scan import run_scan
+    from landscape.surfaces import SurfaceSpec, directions_step, surface_step
 
     problem = Problem.create(models.mlp().double(), F.cross_entropy, models.vector_data())
     make = lambda: random_directions(problem.params, 2, seed=1)  # noqa: E731
     spec = SurfaceSpec("2d", ["d0", "d1"], [np.linspace(-1, 1, 3)] * 2, ["train"])
     out = tmp_path / "r.h5"
     with ResultsWriter(out, {"seed": 1}) as writer:
-        writer.write_directions(make()[:1])  # ... and then the process died
+        write_directions(writer, make()[:1])  # ... and then the process died
     reference = run_scan(problem, tmp_path / "ref.h5", [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1})
     run_scan(problem, out, [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1}, resume=True)
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
@@ -306,9 +308,9 @@ def test_a_failed_run_keeps_its_partial_only_when_it_holds_finished_work(tmp_pat
     out = tmp_path / "r.h5"
     with pytest.raises(LandscapeError, match="bad option found late"):
         with ResultsWriter(out, {"seed": 0}) as writer:
-            writer.create_surface("1d", [np.linspace(-1, 1, 3)], ["alpha"], ["d0"], ["train"], ["loss"], {})
+            create_surface(writer, "1d", [np.linspace(-1, 1, 3)], ["alpha"], ["d0"], ["train"], ["loss"], {})
             if finished:
-                writer.write_surface_points("1d", np.array([1]), {"train": {"loss": np.array([0.5])}})
+                write_surface_points(writer, "1d", np.array([1]), {"train": {"loss": np.array([0.5])}})
             raise LandscapeError("bad option found late")
     assert Path(f"{out}.partial").exists() == finished and not out.exists()
     assert not Path(f"{out}.lock").exists()

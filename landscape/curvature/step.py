@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..directions import NamedDirection
+from ..surfaces.directions import NamedDirection
 from ..errors import LandscapeError
 from ..memory import require_fits
 from ..problem import Problem

@@ -8,24 +8,15 @@ forward pass by :meth:`Problem.evaluate`. Grids use 'ij' indexing: value[i, j] b
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..problem import Problem
+from ..progress import progress
 from .directions import Direction
-from .problem import Problem
-from .progress import progress
-
-
-@dataclass
-class SurfaceResult:
-    """Metric grids per split (NaN where not computed) with their axes and done mask."""
-
-    axes: list[np.ndarray]
-    values: dict[str, dict[str, np.ndarray]]  # split -> metric -> grid
-    done: np.ndarray
+from .results import SurfaceResult
 
 
 def grid_coefficients(axes: Sequence[np.ndarray]) -> np.ndarray:
@@ -66,7 +57,11 @@ def evaluate_points(problem: Problem, origin: Mapping[str, Tensor], directions: 
 def compute_surface(problem: Problem, directions: Sequence[Direction], axes: Sequence[np.ndarray],
                     splits: Sequence[str] | None = None,
                     origin: Mapping[str, Tensor] | None = None) -> SurfaceResult:
-    """A whole 1-D or 2-D surface in memory (the CLI stores and resumes; this does not)."""
+    """A whole 1-D or 2-D surface in memory (the CLI stores and resumes; this does not).
+
+    ``directions[k]`` runs along ``axes[k]``; ``origin`` is θ* unless given; ``splits`` all
+    of the problem's unless given. Store it with ``writer.write_group(path, *result.to_group(names))``.
+    """
     axes = [np.asarray(a, dtype=np.float64) for a in axes]
     splits = list(splits or problem.split_names)
     shape = tuple(len(a) for a in axes)
