@@ -4,15 +4,19 @@ This module knows no analysis's schema: each analysis owns its groups (``surface
 ``curvature``, ``noise``) and writes them through :class:`ResultsWriter`'s generic methods.
 
 A run writes ``OUT.partial`` and renames it to ``OUT`` only when every step finished, so a
-file named ``OUT`` is always complete. ``OUT.lock`` (an OS advisory lock, released even
-when the process is killed) keeps a second process from writing the same file. The schema
-is documented in ``docs/architecture.md``; bump ``SCHEMA_VERSION`` when it changes.
+file named ``OUT`` is always complete. ``OUT.lock`` (an OS lock through ``filelock``: ``flock``
+on POSIX, ``msvcrt`` on Windows; released even when the process is killed) keeps a second
+writer, thread or process, from writing the same file. The schema is documented in
+``docs/architecture.md``; bump ``SCHEMA_VERSION`` when it changes.
+
+Reading (:func:`open_results`, :func:`read_attr`) needs no lock: ``filelock`` is imported
+when a writer takes its lock, so ``import landscape.views`` works wherever h5py does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import shutil
@@ -134,19 +138,24 @@ class ResultsWriter:
         self._release_lock()
 
     def _acquire_lock(self) -> None:
-        handle = open(self.lock_path, "a+")
+        # imported here: reading a results file needs no lock backend (nor fcntl)
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.lock_path, timeout=0)  # refuse at once, never wait
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
+            lock.acquire()
+        except Timeout:
             raise LandscapeError(f"'{self.path}' is being written by another landscape process "
                                  f"(lock '{self.lock_path}'); wait for it or choose another -o") from None
-        self._lock_handle = handle
+        self._lock_handle = lock
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
-            self.lock_path.unlink(missing_ok=True)  # still held: no other writer can be inside
-            self._lock_handle.close()
+            # still held: no other writer can be inside. (Windows refuses to remove an open
+            # file; there filelock removes it on release.)
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink(missing_ok=True)
+            self._lock_handle.release()
             self._lock_handle = None
 
     def _open(self) -> None:

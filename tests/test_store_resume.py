@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,6 +81,43 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_file(tmp_path):
         with pytest.raises(LandscapeError, match="another landscape process"):
             with ResultsWriter(out, {"seed": 1}, overwrite=True):
                 pass
+
+
+def test_a_writer_in_another_thread_is_refused_at_once_and_the_lock_file_goes(tmp_path):
+    out = tmp_path / "r.h5"
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with ResultsWriter(out, {"seed": 1}, overwrite=True):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    with ResultsWriter(out, {"seed": 1}):
+        assert Path(f"{out}.lock").exists()
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()  # refused, not waiting
+    assert len(errors) == 1 and isinstance(errors[0], LandscapeError)
+    assert str(errors[0]) == (f"'{out}' is being written by another landscape process (lock '{out}.lock'); "
+                              "wait for it or choose another -o")
+    assert not Path(f"{out}.lock").exists()
+    with ResultsWriter(out, {"seed": 1}, overwrite=True) as writer:  # free again
+        writer.finish()
+
+
+def test_views_import_without_fcntl_and_without_a_lock_backend():
+    """Reading results (views, info) needs no lock: it works where fcntl does not exist."""
+    code = ("import sys; sys.modules['fcntl'] = None\n"
+            "import landscape.views, landscape.store\n"
+            "from landscape.views import write_report\n"
+            "assert 'filelock' not in sys.modules, 'reading needs no lock backend'\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], env=cli_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_open_results_explains_what_is_wrong(tmp_path):
