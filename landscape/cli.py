@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable
@@ -96,14 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command (``argv`` defaults to ``sys.argv[1:]``); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # bad options (one line already printed), --help, --version
         return exc.code if isinstance(exc.code, int) else 2
-    if getattr(args, "quiet", False):
-        progress.set_enabled(False)
+    args.command_line = shlex.join(["landscape", *argv])  # recorded as the root attribute `command`
     try:
-        return args.run(args)
+        with progress.quiet(getattr(args, "quiet", False)):
+            return args.run(args)
     except LandscapeError as exc:
         print(f"landscape: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ their analyses (``landscape.surfaces.step``, ``landscape.curvature.step``, ``lan
 from __future__ import annotations
 
 import platform
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +47,24 @@ RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "see
 # they do not make a failed run's .partial worth keeping.
 REMADE_GROUPS = ("directions",)
 
+# The ``command`` root attribute of results made through the Python API (the CLI records
+# its command line).
+PYTHON_API = "python API"
 
-def base_settings(problem: Problem, provenance: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """Root attributes of a results file: versions, provenance, problem settings, options."""
+
+def base_settings(problem: Problem, provenance: Mapping[str, Any], *, command: str = PYTHON_API,
+                  **extra: Any) -> dict[str, Any]:
+    """Root attributes of a results file: versions, provenance, problem settings, options.
+
+    ``command`` is recorded as given: the CLI passes its command line (``landscape scan ...``);
+    from Python it is :data:`PYTHON_API` unless the caller says otherwise. Nothing is read
+    from ``sys.argv`` (in a notebook that is the kernel's command line).
+    """
     return {
         "landscape_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "command": " ".join(sys.argv),
+        "command": command,
         **provenance,
         **problem.describe(),
         **extra,

@@ -60,7 +60,8 @@ def surface_bytes(spec: SurfaceSpec, num_metrics: int) -> int:
     return cells * (8 * len(spec.splits) * num_metrics + 1 + 16 * len(spec.axes))
 
 
-def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None) -> ScanStep:
+def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None, *,
+                 show_progress: bool = True) -> ScanStep:
     """Evaluate ``spec`` around ``origin`` (θ* by default), storing each chunk as it finishes."""
     def check(problem: Problem) -> None:
         for split in spec.splits:
@@ -80,12 +81,13 @@ def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None) 
             return
         directions = [d.vectors for d in read_directions(writer, spec.directions, problem.params)]
         for indices, values in evaluate_points(problem, origin or problem.params, directions, spec.axes,
-                                               spec.splits, todo, desc=f"surface {spec.name}"):
+                                               spec.splits, todo, desc=f"surface {spec.name}",
+                                               show_progress=show_progress):
             write_surface_points(writer, spec.name, indices, values)
     return ScanStep(f"{SURFACES}/{spec.name}", run, check)
 
 
-def surface_steps(problem: Problem, config: SurfaceConfig) -> list[ScanStep]:
+def surface_steps(problem: Problem, config: SurfaceConfig, *, show_progress: bool = True) -> list[ScanStep]:
     """The steps of ``config``: its directions ``d0, d1, ...``, then ``surfaces/1d`` and/or
     ``surfaces/2d`` (the ``scan`` and ``surface`` commands). Record ``config.settings()``
     as root attributes so a resume with other options is refused."""
@@ -96,5 +98,5 @@ def surface_steps(problem: Problem, config: SurfaceConfig) -> list[ScanStep]:
     steps = [directions_step(names, lambda: config.make_directions(problem))]
     for ndim in config.dims:
         spec = SurfaceSpec(f"{ndim}d", names[:ndim], axes[:ndim], splits)
-        steps.append(surface_step(spec))
+        steps.append(surface_step(spec, show_progress=show_progress))
     return steps
