@@ -23,8 +23,7 @@ from torch import Tensor, nn
 
 from landscape import Problem, zoo
 from landscape.curvature import HessianOperator, estimate_trace, lanczos
-from landscape.directions import random_directions
-from landscape.surface import compute_surface
+from landscape.surfaces import compute_surface, random_directions
 
 
 @dataclass

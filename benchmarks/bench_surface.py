@@ -20,9 +20,7 @@ import numpy as np
 import torch
 
 from landscape import load_problem
-from landscape.directions import random_directions
-from landscape.progress import set_enabled
-from landscape.surface import compute_surface, grid_coefficients, points_at
+from landscape.surfaces import compute_surface, grid_coefficients, points_at, random_directions
 
 
 def loop_points_per_second(problem, model, directions, coefficients) -> tuple[float, np.ndarray]:
@@ -69,7 +67,6 @@ def main() -> None:
     parser.add_argument("--loop-points", type=int, default=300, help="points timed for the loop")
     parser.add_argument("--eval-mode", choices=["auto", "vmap", "loop"], default="auto")
     args = parser.parse_args()
-    set_enabled(False)
     torch.manual_seed(0)
 
     problem, _ = load_problem(args.checkpoint)
@@ -77,9 +74,9 @@ def main() -> None:
     directions = [d.vectors for d in random_directions(problem.params, 2, seed=0)]
     axes = [np.linspace(-1, 1, args.points)] * 2
 
-    compute_surface(problem, directions, [axes[0][:3], axes[1][:3]], ["train"])  # warm-up
+    compute_surface(problem, directions, [axes[0][:3], axes[1][:3]], ["train"], show_progress=False)  # warm-up
     start = time.perf_counter()
-    surface = compute_surface(problem, directions, axes, ["train"])
+    surface = compute_surface(problem, directions, axes, ["train"], show_progress=False)
     batched = args.points ** 2 / (time.perf_counter() - start)
 
     from landscape.loading import build_model, load_checkpoint

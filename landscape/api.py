@@ -33,14 +33,13 @@ from torch import Tensor, nn
 
 from .curvature.step import (CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group,
                               trace_group)
-from .directions import NamedDirection, interpolation_direction, random_directions
 from .errors import LandscapeError
 from .noise.analysis import GROUP as NOISE_GROUP
 from .noise.analysis import gradient_noise as _gradient_noise
 from .problem import Problem
 from .scan import RESUME_KEYS, base_settings
 from .store import ResultsWriter
-from .surface import compute_surface
+from .surfaces import NamedDirection, compute_surface, interpolation_direction, random_directions, write_directions
 
 Writer = Callable[[ResultsWriter], None]
 
@@ -88,7 +87,7 @@ class Analysis:
 
 
 def _settings(problem: Problem, **options: Any) -> dict[str, Any]:
-    return base_settings(problem, {}, command="python API", **options)
+    return base_settings(problem, {}, **options)
 
 
 # ---------------------------------------------------------------------------- curvature
@@ -131,16 +130,12 @@ def _surface(problem: Problem, name: str, directions: list[NamedDirection], axes
              splits: Sequence[str] | None, origin: Mapping[str, Tensor] | None,
              settings: dict[str, Any], attrs: Mapping[str, Any]) -> Analysis:
     splits = list(splits or problem.split_names)
-    result = compute_surface(problem, [d.vectors for d in directions], axes, splits, origin)
-    names = [d.name for d in directions]
+    result = compute_surface(problem, [d.vectors for d in directions], axes, splits, origin, show_progress=False)
+    group_attrs, arrays = result.to_group([d.name for d in directions], attrs)
 
     def write(writer: ResultsWriter) -> None:
-        writer.write_directions(directions)
-        writer.create_surface(name, axes, ["alpha", "beta"][:len(axes)], names, splits,
-                              problem.metric_names(), attrs)
-        flat = np.arange(result.done.size)
-        writer.write_surface_points(name, flat, {s: {m: v.reshape(-1) for m, v in metrics.items()}
-                                                 for s, metrics in result.values.items()})
+        write_directions(writer, directions)
+        writer.write_group(f"surfaces/{name}", group_attrs, arrays)
 
     return Analysis(result, write, settings)
 

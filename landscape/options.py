@@ -104,7 +104,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
     o.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     o.add_argument("--no-report", action="store_true", help="do not write the HTML report")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(output_name=output_name)
+    parser.set_defaults(output_name=output_name, command_line=None)  # main() sets the command line
 
 
 def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -> tuple[Any, dict[str, Any]]:
@@ -201,13 +201,16 @@ def _name_max(folder: Path) -> int:
 
 def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, Any], steps: list,
                   settings: dict[str, Any], checkpoints: list[str]) -> Path:
-    """Check the outputs against the inputs, run ``steps`` into the results file, return it."""
-    from .scan import base_settings, run_scan
+    """Check the outputs against the inputs, run ``steps`` into the results file, return it.
+
+    The root attribute ``command`` is ``args.command_line`` (set by ``landscape.cli.main``).
+    """
+    from .scan import PYTHON_API, base_settings, run_scan
 
     out = output_path(args, checkpoints[0])
     guard_outputs(results_outputs(out, not args.no_report), input_files(args, checkpoints, provenance))
-    return run_scan(problem, out, steps, base_settings(problem, provenance, **settings),
-                    resume=args.resume, overwrite=args.overwrite)
+    settings = base_settings(problem, provenance, command=args.command_line or PYTHON_API, **settings)
+    return run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite)
 
 
 def write_report_next_to(path: Path, args: argparse.Namespace) -> None:

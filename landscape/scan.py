@@ -1,28 +1,23 @@
 """A scan: a sequence of steps, each computing one analysis of a Problem into the results file.
 
 Steps skip what the file already holds, so ``resume`` after a kill redoes only the unfinished
-work (for surfaces: only the grid points not marked done).
+work (for surfaces: only the grid points not marked done). The steps themselves live with
+their analyses (``landscape.surfaces.step``, ``landscape.curvature.step``, ``landscape.noise.step``).
 """
 
 from __future__ import annotations
 
 import platform
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from . import __version__
-from .directions import NamedDirection
-from .memory import require_fits
 from .problem import Problem
 from .store import ResultsWriter
-from .surface import evaluate_points
 
 
 def _nothing_to_check(_problem: Problem) -> None:
@@ -48,74 +43,28 @@ RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "see
                "bn_policy", "normalization", "include_1d", "orthogonal", "checkpoints",
                "num_examples_train", "num_examples_test")
 
+# Groups a step can make again at no loss (directions are drawn again from their seed): alone
+# they do not make a failed run's .partial worth keeping.
+REMADE_GROUPS = ("directions",)
 
-def directions_step(names: Sequence[str], make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:
-    """Write directions ``names`` once; a resumed scan reads them back instead of calling
-    ``make`` again (which may be costly, e.g. Hessian eigenvectors)."""
-    def run(_problem: Problem, writer: ResultsWriter) -> None:
-        if all(writer.has_group(f"directions/{name}") for name in names):
-            return
-        directions = list(make())
-        assert [d.name for d in directions] == list(names), "make() must return the named directions"
-        writer.write_directions(directions)
-    return ScanStep("directions", run)
+# The ``command`` root attribute of results made through the Python API (the CLI records
+# its command line).
+PYTHON_API = "python API"
 
 
-@dataclass
-class SurfaceSpec:
-    """A grid over named directions: ``axes[k]`` are the coefficients of ``directions[k]``."""
+def base_settings(problem: Problem, provenance: Mapping[str, Any], *, command: str = PYTHON_API,
+                  **extra: Any) -> dict[str, Any]:
+    """Root attributes of a results file: versions, provenance, problem settings, options.
 
-    name: str
-    directions: list[str]
-    axes: list[np.ndarray]
-    splits: list[str]
-    markers: list[tuple[float, ...]] | None = None
-    marker_labels: list[str] | None = None
-
-    @property
-    def axis_names(self) -> list[str]:
-        return ["alpha", "beta"][: len(self.axes)]
-
-
-def surface_bytes(spec: SurfaceSpec, num_metrics: int) -> int:
-    """Host memory of a surface: float64 grids per split and metric, the done mask, and the
-    grid's coefficient rows (with their meshgrid)."""
-    cells = int(np.prod([len(a) for a in spec.axes], dtype=np.float64))
-    return cells * (8 * len(spec.splits) * num_metrics + 1 + 16 * len(spec.axes))
-
-
-def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None) -> ScanStep:
-    """Evaluate ``spec`` around ``origin`` (θ* by default), storing each chunk as it finishes."""
-    def check(problem: Problem) -> None:
-        for split in spec.splits:
-            problem.batches(split)  # a clear error for an unknown split
-        require_fits(surface_bytes(spec, len(problem.metric_names())), f"surface '{spec.name}' "
-                     f"({' × '.join(str(len(a)) for a in spec.axes)} points)", "use fewer --points")
-
-    def run(problem: Problem, writer: ResultsWriter) -> None:
-        attrs: dict[str, Any] = {"origin": "checkpoint" if origin is None else "first checkpoint"}
-        if spec.markers is not None:
-            attrs["markers"] = np.asarray(spec.markers, dtype=np.float64)
-            attrs["marker_labels"] = spec.marker_labels or []
-        writer.create_surface(spec.name, spec.axes, spec.axis_names, spec.directions, spec.splits,
-                              problem.metric_names(), attrs)
-        todo = writer.surface_todo(spec.name)
-        if len(todo) == 0:
-            return
-        directions = [d.vectors for d in writer.read_directions(spec.directions, problem.params)]
-        for indices, values in evaluate_points(problem, origin or problem.params, directions, spec.axes,
-                                               spec.splits, todo, desc=f"surface {spec.name}"):
-            writer.write_surface_points(spec.name, indices, values)
-    return ScanStep(f"surfaces/{spec.name}", run, check)
-
-
-def base_settings(problem: Problem, provenance: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """Root attributes of a results file: versions, provenance, problem settings, options."""
+    ``command`` is recorded as given: the CLI passes its command line (``landscape scan ...``);
+    from Python it is :data:`PYTHON_API` unless the caller says otherwise. Nothing is read
+    from ``sys.argv`` (in a notebook that is the kernel's command line).
+    """
     return {
         "landscape_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
-        "command": " ".join(sys.argv),
+        "command": command,
         **provenance,
         **problem.describe(),
         **extra,
@@ -132,7 +81,7 @@ def run_scan(problem: Problem, output: str | Path, steps: Sequence[ScanStep],
     for step in steps:
         step.check(problem)
     with ResultsWriter(output, settings, resume=resume, overwrite=overwrite,
-                       must_match=RESUME_KEYS) as writer:
+                       must_match=RESUME_KEYS, remade=REMADE_GROUPS) as writer:
         for step in steps:
             step.run(problem, writer)
         return writer.finish()

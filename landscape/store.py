@@ -1,19 +1,26 @@
-"""The results file (HDF5): schema, locking, writing as a scan goes, resuming.
+"""The results file (HDF5): root attributes, locking, writing as a run goes, resuming.
 
-A scan writes ``OUT.partial`` and renames it to ``OUT`` only when every step finished, so a
-file named ``OUT`` is always complete. ``OUT.lock`` (an OS advisory lock, released even
-when the process is killed) keeps a second process from writing the same file. The schema
-is documented in ``docs/architecture.md``; bump ``SCHEMA_VERSION`` when it changes.
+This module knows no analysis's schema: each analysis owns its groups (``surfaces``,
+``curvature``, ``noise``) and writes them through :class:`ResultsWriter`'s generic methods.
+
+A run writes ``OUT.partial`` and renames it to ``OUT`` only when every step finished, so a
+file named ``OUT`` is always complete. ``OUT.lock`` (an OS lock through ``filelock``: ``flock``
+on POSIX, ``msvcrt`` on Windows; released even when the process is killed) keeps a second
+writer, thread or process, from writing the same file. The schema is documented in
+``docs/architecture.md``; bump ``SCHEMA_VERSION`` when it changes.
+
+Reading (:func:`open_results`, :func:`read_attr`) needs no lock: ``filelock`` is imported
+when a writer takes its lock, so ``import landscape.views`` works wherever h5py does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,6 @@ import h5py
 import numpy as np
 import torch
 
-from .directions import NamedDirection
 from .errors import LandscapeError
 
 SCHEMA_NAME = "landscape-results"
@@ -61,6 +67,7 @@ def read_attr(value: Any) -> Any:
 
 
 def set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    """Store ``attrs`` on a file, group or dataset, converted by :func:`attr_value`."""
     for key, value in attrs.items():
         node.attrs[key] = attr_value(value)
 
@@ -88,11 +95,13 @@ class ResultsWriter:
     """Owns ``OUT.partial`` while a scan runs; use as a context manager.
 
     ``settings`` are the root attributes; on resume, the keys in ``must_match`` are
-    compared with the interrupted scan's and a difference is refused.
+    compared with the interrupted scan's and a difference is refused. Groups under
+    ``remade`` (e.g. directions drawn from a seed) are not finished work: a failed run whose
+    file holds nothing else removes its ``.partial`` (see :func:`holds_finished_work`).
     """
 
     def __init__(self, path: str | Path, settings: Mapping[str, Any], *, resume: bool = False,
-                 overwrite: bool = False, must_match: Sequence[str] = ()) -> None:
+                 overwrite: bool = False, must_match: Sequence[str] = (), remade: Sequence[str] = ()) -> None:
         self.path = Path(path)
         self.partial = Path(f"{self.path}.partial")
         self.lock_path = Path(f"{self.path}.lock")
@@ -100,6 +109,7 @@ class ResultsWriter:
         self.resume = resume
         self.overwrite = overwrite
         self.must_match = list(must_match)
+        self.remade = tuple(remade)
         self.file: h5py.File | None = None
         self._lock_handle: Any = None
         self._copy_of_finished = False
@@ -118,7 +128,7 @@ class ResultsWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self.file is not None:
-            keep = exc is None or (not self._copy_of_finished and holds_finished_work(self.file))
+            keep = exc is None or (not self._copy_of_finished and holds_finished_work(self.file, self.remade))
             self.file.close()
             self.file = None
             if not keep:
@@ -128,19 +138,24 @@ class ResultsWriter:
         self._release_lock()
 
     def _acquire_lock(self) -> None:
-        handle = open(self.lock_path, "a+")
+        # imported here: reading a results file needs no lock backend (nor fcntl)
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.lock_path, timeout=0)  # refuse at once, never wait
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
+            lock.acquire()
+        except Timeout:
             raise LandscapeError(f"'{self.path}' is being written by another landscape process "
                                  f"(lock '{self.lock_path}'); wait for it or choose another -o") from None
-        self._lock_handle = handle
+        self._lock_handle = lock
 
     def _release_lock(self) -> None:
         if self._lock_handle is not None:
-            self.lock_path.unlink(missing_ok=True)  # still held: no other writer can be inside
-            self._lock_handle.close()
+            # still held: no other writer can be inside. (Windows refuses to remove an open
+            # file; there filelock removes it on release.)
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink(missing_ok=True)
+            self._lock_handle.release()
             self._lock_handle = None
 
     def _open(self) -> None:
@@ -202,6 +217,7 @@ class ResultsWriter:
     # -------------------------------------------------------------- generic groups
     @property
     def h5(self) -> h5py.File:
+        """The open ``OUT.partial`` (only inside the ``with`` block)."""
         assert self.file is not None, "ResultsWriter used outside its context"
         return self.file
 
@@ -229,97 +245,61 @@ class ResultsWriter:
         group = self.h5.create_group(path)
         set_attrs(group, {**attrs, "complete": False})
         for name, value in arrays.items():
-            data = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-            group.create_dataset(name, data=data)
+            group.create_dataset(name, data=_as_array(value))
         group.attrs["complete"] = True
         self.h5.flush()
         return group
 
-    # -------------------------------------------------------------- directions
-    def write_directions(self, directions: Iterable[NamedDirection], group: str = "directions") -> None:
-        for direction in directions:
-            path = f"{group}/{direction.name}"
-            self.write_group(path, direction.attrs,
-                             {name: t.to(torch.float64) for name, t in direction.vectors.items()})
-
-    def read_directions(self, names: Sequence[str], like: Mapping[str, torch.Tensor],
-                        group: str = "directions") -> list[NamedDirection]:
-        out = []
-        for name in names:
-            node = self.h5[f"{group}/{name}"]
-            ref = next(iter(like.values()))
-            vectors = {p: torch.from_numpy(node[p][()]).to(ref.device, like[p].dtype) for p in like}
-            out.append(NamedDirection(name, vectors, {k: read_attr(v) for k, v in node.attrs.items()}))
-        return out
-
-    # -------------------------------------------------------------- surfaces
-    def create_surface(self, name: str, axes: Sequence[np.ndarray], axis_names: Sequence[str],
-                       direction_names: Sequence[str], splits: Sequence[str],
-                       metrics: Sequence[str], attrs: Mapping[str, Any]) -> h5py.Group:
-        """The NaN-filled grids and done mask of a surface (kept as they are on resume)."""
-        path = f"surfaces/{name}"
-        if path in self.h5:
-            group = self.h5[path]
-            stored_axes = [group[a][()] for a in axis_names]
-            if len(stored_axes) != len(axes) or any(
-                    s.shape != np.shape(a) or not np.allclose(s, a) for s, a in zip(stored_axes, axes)):
-                raise LandscapeError(f"cannot resume surface '{name}': its grid differs from the "
-                                     "interrupted scan; rerun with the same grid or --overwrite")
-            return group
+    def create_group(self, path: str, attrs: Mapping[str, Any], arrays: Mapping[str, Any]) -> h5py.Group:
+        """A group to be filled as the run goes (e.g. NaN-filled grids and a ``done`` mask):
+        ``attrs`` with ``complete=False``, ``arrays`` as its first datasets; flushed."""
         group = self.h5.create_group(path)
-        shape = tuple(len(a) for a in axes)
-        set_attrs(group, {**attrs, "ndim": len(axes), "indexing": "ij", "axes": list(axis_names),
-                          "directions": list(direction_names), "splits": list(splits),
-                          "metrics": list(metrics), "complete": False})
-        for axis_name, axis in zip(axis_names, axes):
-            group.create_dataset(axis_name, data=np.asarray(axis, dtype=np.float64))
-        group.create_dataset("done", data=np.zeros(shape, dtype=bool))
-        for split in splits:
-            for metric in metrics:
-                group.create_dataset(f"{split}/{metric}", data=np.full(shape, np.nan))
+        set_attrs(group, {**attrs, "complete": False})
+        for name, value in arrays.items():
+            group.create_dataset(name, data=_as_array(value))
         self.h5.flush()
         return group
 
-    def surface_todo(self, name: str) -> np.ndarray:
-        return np.flatnonzero(~self.h5[f"surfaces/{name}/done"][()].reshape(-1))
+    def set_at(self, path: str, indices: np.ndarray, values: Any) -> np.ndarray:
+        """Set the entries at flat ``indices`` (C order) of dataset ``path`` to ``values``;
+        returns the whole updated array. Not flushed: call :meth:`flush`."""
+        node = self.h5[path]
+        data = node[()]
+        data.reshape(-1)[indices] = values
+        node[...] = data
+        return data
 
-    def write_surface_points(self, name: str, indices: np.ndarray,
-                             values: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        """Store computed points, then mark them done, then flush: a kill loses at most
-        the chunk in flight, never marks an unwritten point done."""
-        group = self.h5[f"surfaces/{name}"]
-        shape = group["done"].shape
-        for split, metrics in values.items():
-            for metric, v in metrics.items():
-                data = group[f"{split}/{metric}"][()]
-                data.reshape(-1)[indices] = v
-                group[f"{split}/{metric}"][...] = data
-        done = group["done"][()]
-        done.reshape(-1)[indices] = True
-        self.h5.flush()
-        group["done"][...] = done.reshape(shape)
-        if done.all():
-            group.attrs["complete"] = True
+    def mark_complete(self, path: str) -> None:
+        """Mark group ``path`` finished (``complete=True``)."""
+        self.h5[path].attrs["complete"] = True
+
+    def flush(self) -> None:
+        """Push everything written so far to the file (a kill after this keeps it)."""
         self.h5.flush()
 
-
-def holds_finished_work(h5: h5py.File) -> bool:
-    """Whether a file holds a finished analysis group or at least one finished surface point
-    (directions alone do not count: they are remade from the seed)."""
+def holds_finished_work(h5: h5py.File, remade: Sequence[str] = ()) -> bool:
+    """Whether a file holds a finished analysis group (``complete``) or, in a group filled
+    point by point (one with a boolean ``done`` dataset), at least one finished point. Groups
+    under ``remade`` (cheap to make again, e.g. directions from their seed) do not count."""
     found = False
 
     def visit(name: str, node: Any) -> bool | None:
         nonlocal found
-        if name.startswith("directions"):
+        if any(name == r or name.startswith(f"{r}/") for r in remade) or not isinstance(node, h5py.Group):
             return None
-        if isinstance(node, h5py.Group) and name.startswith("surfaces/"):
-            found = "done" in node and bool(node["done"][()].any())
-        elif isinstance(node, h5py.Group):
+        done = node.get("done")
+        if isinstance(done, h5py.Dataset) and done.dtype == bool:
+            found = bool(done[()].any())
+        else:
             found = bool(node.attrs.get("complete", False))
         return True if found else None
 
     h5.visititems(visit)
     return found
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
 def _comparable(value: Any) -> Any:

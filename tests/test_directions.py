@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.directions import (dot, gaussian_direction, interpolation_direction, normalize,
+from landscape.surfaces.directions import (dot, gaussian_direction, interpolation_direction, normalize,
                                   orthogonalize, plane_directions, random_directions)
 from landscape.errors import LandscapeError
-from landscape.surface import points_at
+from landscape.surfaces import points_at
 from tests import models
 
 

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape.directions import random_directions
 from landscape.errors import LandscapeError
 from landscape.problem import Problem, flatten, make_batch, unflatten
-from landscape.scan import SurfaceSpec, directions_step, run_scan, surface_step
-from landscape.surface import compute_surface
+from landscape.scan import run_scan
+from landscape.surfaces import SurfaceSpec, compute_surface, directions_step, random_directions, surface_step
 from tests import models
 
 

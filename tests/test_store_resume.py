@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +18,10 @@ import pytest
 import torch
 
 from landscape import cli
-from landscape.directions import random_directions
 from landscape.errors import LandscapeError
 from landscape.store import ResultsWriter, open_results, read_attr
+from landscape.surfaces import (create_surface, random_directions, read_directions, write_directions,
+                                write_surface_points)
 from tests import models
 from tests.conftest import cli_env, landscape_command, run_cli
 
@@ -32,8 +35,8 @@ def test_groups_are_complete_only_when_written_and_directions_are_stored_by_name
         assert not writer.has_group("analysis/x")
         writer.write_group("analysis/x", {"k": 3, "names": ["a", "b"]}, {"values": np.arange(4.0)})
         assert writer.has_group("analysis/x")
-        writer.write_directions(dirs)
-        back = writer.read_directions(["d1"], params)[0]
+        write_directions(writer, dirs)
+        back = read_directions(writer, ["d1"], params)[0]
         assert all(torch.equal(back.vectors[n], dirs[1].vectors[n]) for n in params)
         writer.finish()
     assert not Path(f"{out}.partial").exists()
@@ -78,6 +81,43 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_file(tmp_path):
         with pytest.raises(LandscapeError, match="another landscape process"):
             with ResultsWriter(out, {"seed": 1}, overwrite=True):
                 pass
+
+
+def test_a_writer_in_another_thread_is_refused_at_once_and_the_lock_file_goes(tmp_path):
+    out = tmp_path / "r.h5"
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with ResultsWriter(out, {"seed": 1}, overwrite=True):
+                pass
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            errors.append(exc)
+
+    with ResultsWriter(out, {"seed": 1}):
+        assert Path(f"{out}.lock").exists()
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()  # refused, not waiting
+    assert len(errors) == 1 and isinstance(errors[0], LandscapeError)
+    assert str(errors[0]) == (f"'{out}' is being written by another landscape process (lock '{out}.lock'); "
+                              "wait for it or choose another -o")
+    assert not Path(f"{out}.lock").exists()
+    with ResultsWriter(out, {"seed": 1}, overwrite=True) as writer:  # free again
+        writer.finish()
+
+
+def test_views_import_without_fcntl_and_without_a_lock_backend():
+    """Reading results (views, info) needs no lock: it works where fcntl does not exist."""
+    code = ("import sys; sys.modules['fcntl'] = None\n"
+            "import landscape.views, landscape.store\n"
+            "from landscape.views import write_report\n"
+            "assert 'filelock' not in sys.modules, 'reading needs no lock backend'\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code], env=cli_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_open_results_explains_what_is_wrong(tmp_path):
@@ -209,14 +249,15 @@ def test_resume_after_a_kill_between_two_direction_writes(tmp_path):
     import torch.nn.functional as F
 
     from landscape.problem import Problem
-    from landscape.scan import SurfaceSpec, directions_step, run_scan, surface_step
+    from landscape.scan import run_scan
+    from landscape.surfaces import SurfaceSpec, directions_step, surface_step
 
     problem = Problem.create(models.mlp().double(), F.cross_entropy, models.vector_data())
     make = lambda: random_directions(problem.params, 2, seed=1)  # noqa: E731
     spec = SurfaceSpec("2d", ["d0", "d1"], [np.linspace(-1, 1, 3)] * 2, ["train"])
     out = tmp_path / "r.h5"
     with ResultsWriter(out, {"seed": 1}) as writer:
-        writer.write_directions(make()[:1])  # ... and then the process died
+        write_directions(writer, make()[:1])  # ... and then the process died
     reference = run_scan(problem, tmp_path / "ref.h5", [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1})
     run_scan(problem, out, [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1}, resume=True)
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
@@ -306,9 +347,9 @@ def test_a_failed_run_keeps_its_partial_only_when_it_holds_finished_work(tmp_pat
     out = tmp_path / "r.h5"
     with pytest.raises(LandscapeError, match="bad option found late"):
         with ResultsWriter(out, {"seed": 0}) as writer:
-            writer.create_surface("1d", [np.linspace(-1, 1, 3)], ["alpha"], ["d0"], ["train"], ["loss"], {})
+            create_surface(writer, "1d", [np.linspace(-1, 1, 3)], ["alpha"], ["d0"], ["train"], ["loss"], {})
             if finished:
-                writer.write_surface_points("1d", np.array([1]), {"train": {"loss": np.array([0.5])}})
+                write_surface_points(writer, "1d", np.array([1]), {"train": {"loss": np.array([0.5])}})
             raise LandscapeError("bad option found late")
     assert Path(f"{out}.partial").exists() == finished and not out.exists()
     assert not Path(f"{out}.lock").exists()

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape.directions import random_directions
 from landscape.problem import Problem
-from landscape.surface import compute_surface, grid_coefficients, points_at
+from landscape.surfaces import compute_surface, grid_coefficients, points_at, random_directions
 from tests import models
 
 RTOL = 1e-10

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from landscape import Problem, zoo
-from landscape.directions import NamedDirection, random_directions
 from landscape.problem import flatten, unflatten
-from landscape.scan import SurfaceSpec, base_settings, directions_step, run_scan, surface_step
+from landscape.scan import base_settings, run_scan
 from landscape.store import ResultsWriter
+from landscape.surfaces import NamedDirection, SurfaceSpec, directions_step, random_directions, surface_step
 from landscape.views import plots
 
 HIDDEN = 8  # 682 parameters: the dense Hessian is cheap

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from ..directions import NamedDirection
 from ..errors import LandscapeError
 from ..memory import require_fits
 from ..params import unflatten_columns
 from ..problem import Problem
 from ..progress import progress
+from ..surfaces.directions import NamedDirection
 from .density import DensityResult, spectral_density
 from .lanczos import EigenResult, basis_size_for, lanczos
 from .operators import ProblemOperator, make_operator, select_parameters

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .errors import LandscapeError
+from ..errors import LandscapeError
 
 Normalization = Literal["filter", "layer", "none"]
 Direction = dict[str, Tensor]
@@ -72,6 +72,7 @@ def normalize(direction: Mapping[str, Tensor], params: Mapping[str, Tensor],
 
 
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
+    """⟨a, b⟩ over all parameters, in float64."""
     return sum((a[n].double() * b[n].double()).sum() for n in a)
 
 

@@ -8,24 +8,15 @@ forward pass by :meth:`Problem.evaluate`. Grids use 'ij' indexing: value[i, j] b
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..problem import Problem
+from ..progress import progress
 from .directions import Direction
-from .problem import Problem
-from .progress import progress
-
-
-@dataclass
-class SurfaceResult:
-    """Metric grids per split (NaN where not computed) with their axes and done mask."""
-
-    axes: list[np.ndarray]
-    values: dict[str, dict[str, np.ndarray]]  # split -> metric -> grid
-    done: np.ndarray
+from .results import SurfaceResult
 
 
 def grid_coefficients(axes: Sequence[np.ndarray]) -> np.ndarray:
@@ -47,12 +38,16 @@ def points_at(origin: Mapping[str, Tensor], directions: Sequence[Direction],
 
 def evaluate_points(problem: Problem, origin: Mapping[str, Tensor], directions: Sequence[Direction],
                     axes: Sequence[np.ndarray], splits: Sequence[str], todo: np.ndarray,
-                    desc: str = "surface") -> Iterator[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]]:
+                    desc: str = "surface", *, show_progress: bool = True,
+                    ) -> Iterator[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]]:
     """Evaluate the grid points whose flat indices are in ``todo``, one pass-sized chunk at a
-    time; yields ``(flat_indices, {split: {metric: values}})`` so callers can store as they go."""
+    time; yields ``(flat_indices, {split: {metric: values}})`` so callers can store as they go.
+
+    ``show_progress``: a bar on stderr (never with ``LANDSCAPE_QUIET=1`` or under ``--quiet``).
+    """
     coefficients = grid_coefficients(axes)
     per_pass = problem.points_per_pass()
-    with progress(len(todo), desc, "pt") as bar:
+    with progress(len(todo), desc, "pt", enabled=show_progress) as bar:
         for start in range(0, len(todo), per_pass):
             indices = todo[start:start + per_pass]
             stacked = points_at(origin, directions, coefficients[indices])
@@ -64,16 +59,21 @@ def evaluate_points(problem: Problem, origin: Mapping[str, Tensor], directions: 
 
 
 def compute_surface(problem: Problem, directions: Sequence[Direction], axes: Sequence[np.ndarray],
-                    splits: Sequence[str] | None = None,
-                    origin: Mapping[str, Tensor] | None = None) -> SurfaceResult:
-    """A whole 1-D or 2-D surface in memory (the CLI stores and resumes; this does not)."""
+                    splits: Sequence[str] | None = None, origin: Mapping[str, Tensor] | None = None,
+                    *, show_progress: bool = True) -> SurfaceResult:
+    """A whole 1-D or 2-D surface in memory (the CLI stores and resumes; this does not).
+
+    ``directions[k]`` runs along ``axes[k]``; ``origin`` is θ* unless given; ``splits`` all
+    of the problem's unless given. Store it with ``writer.write_group(path, *result.to_group(names))``.
+    """
     axes = [np.asarray(a, dtype=np.float64) for a in axes]
     splits = list(splits or problem.split_names)
     shape = tuple(len(a) for a in axes)
     values = {s: {m: np.full(shape, np.nan) for m in problem.metric_names()} for s in splits}
     done = np.zeros(shape, dtype=bool)
     todo = np.arange(int(np.prod(shape)))
-    for indices, chunk in evaluate_points(problem, origin or problem.params, directions, axes, splits, todo):
+    for indices, chunk in evaluate_points(problem, origin or problem.params, directions, axes, splits, todo,
+                                          show_progress=show_progress):
         for split, metrics in chunk.items():
             for metric, v in metrics.items():
                 values[split][metric].reshape(-1)[indices] = v
