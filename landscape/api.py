@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import h5py
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from .curvature.step import (CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group,
