@@ -28,8 +28,22 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from common import (Digits, add_run_options, export, per_seed_boxes, replot, format_table, full_loss, load_digits, machine, measure,  # noqa: E402
-                    paired_ratios, pm, ratio_table, write_json)
+from common import (  # noqa: E402
+    Digits,
+    add_run_options,
+    export,
+    format_table,
+    full_loss,
+    load_digits,
+    machine,
+    measure,
+    paired_ratios,
+    per_seed_boxes,
+    pm,
+    ratio_table,
+    replot,
+    write_json,
+)
 from landscape import zoo  # noqa: E402
 
 STUDY = "batch_size_sharpness"

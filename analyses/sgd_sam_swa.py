@@ -39,8 +39,21 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn  # noqa: E402
 
-from common import (Digits, add_run_options, export, per_seed_boxes, replot, format_table, load_digits, machine, measure, paired_ratios, pm,  # noqa: E402
-                    ratio_table, write_json)
+from common import (  # noqa: E402
+    Digits,
+    add_run_options,
+    export,
+    format_table,
+    load_digits,
+    machine,
+    measure,
+    paired_ratios,
+    per_seed_boxes,
+    pm,
+    ratio_table,
+    replot,
+    write_json,
+)
 from landscape import zoo  # noqa: E402
 
 STUDY = "sgd_sam_swa"

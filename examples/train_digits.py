@@ -17,7 +17,6 @@ import torch.nn.functional as F
 import landscape
 from landscape import zoo
 
-
 BATCH_SIZE = 64
 
 

@@ -2,8 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .api import (Analysis, gradient_noise, hessian_eigs, hessian_trace, interpolate, random_line,  # noqa: E402
-                  random_plane)
+from .api import Analysis, gradient_noise, hessian_eigs, hessian_trace, interpolate, random_line, random_plane  # noqa: E402
 from .errors import LandscapeError  # noqa: E402
 from .loading import load_checkpoint, load_problem, save  # noqa: E402
 from .problem import Batch, Problem  # noqa: E402

@@ -30,8 +30,7 @@ import h5py
 import numpy as np
 from torch import Tensor, nn
 
-from .curvature.step import (CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group,
-                              trace_group)
+from .curvature.step import CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group, trace_group
 from .errors import LandscapeError
 from .noise.analysis import GROUP as NOISE_GROUP
 from .noise.analysis import gradient_noise as _gradient_noise

@@ -12,7 +12,7 @@ from torch import nn
 from curvature_cases import dense_hessian, digits_subset, mlp_problem
 from landscape import loading
 from landscape.cli import main
-from landscape.curvature import hessian_directions, hessian_step, run_curvature, CurvatureConfig
+from landscape.curvature import CurvatureConfig, hessian_directions, hessian_step, run_curvature
 from landscape.errors import LandscapeError
 from landscape.problem import Problem
 from landscape.scan import ScanStep

@@ -128,7 +128,7 @@ def test_seeded_and_residuals_are_true_residuals() -> None:
     assert op.num_matvecs > 0 and op.num_data_passes == op.num_matvecs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_case(name: str):
     problem = {"mlp": mlp_problem, "cnn_bn_eval": cnn_problem, "rnn": rnn_problem}[name]()
     return problem, torch.linalg.eigvalsh(dense_hessian(problem))

@@ -22,7 +22,7 @@ from landscape.curvature.trace import rademacher
 from landscape.errors import LandscapeError
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mlp_case():
     problem = mlp_problem()
     return HessianOperator(problem, hvp_mode="reverse"), dense_hessian(problem)

@@ -13,10 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.surfaces.directions import (dot, gaussian_direction, interpolation_direction, normalize,
-                                  orthogonalize, plane_directions, random_directions)
 from landscape.errors import LandscapeError
 from landscape.surfaces import points_at
+from landscape.surfaces.directions import (
+    dot,
+    gaussian_direction,
+    interpolation_direction,
+    normalize,
+    orthogonalize,
+    plane_directions,
+    random_directions,
+)
 from tests import models
 
 

@@ -11,9 +11,15 @@ import torch
 from torch import nn
 
 from landscape import Problem
-from landscape.noise import (CovarianceOperator, alpha_stable_tail_index, covariance_spectrum,
-                             gradient_noise, minibatch_scales, per_example_gradients,
-                             two_batch_noise_scale)
+from landscape.noise import (
+    CovarianceOperator,
+    alpha_stable_tail_index,
+    covariance_spectrum,
+    gradient_noise,
+    minibatch_scales,
+    per_example_gradients,
+    two_batch_noise_scale,
+)
 from landscape.zoo import digits, digits_mlp
 
 

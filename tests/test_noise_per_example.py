@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape import LandscapeError, Problem
-from landscape.noise import (check_mean_reduction, gradient_noise, per_example_gradients,
-                             select_examples)
+from landscape.noise import check_mean_reduction, gradient_noise, per_example_gradients, select_examples
 from landscape.problem import flatten
 from landscape.zoo import digits, digits_cnn, digits_images, digits_mlp
 

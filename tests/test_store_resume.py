@@ -20,8 +20,13 @@ import torch
 from landscape import cli
 from landscape.errors import LandscapeError
 from landscape.store import ResultsWriter, open_results, read_attr
-from landscape.surfaces import (create_surface, random_directions, read_directions, write_directions,
-                                write_surface_points)
+from landscape.surfaces import (
+    create_surface,
+    random_directions,
+    read_directions,
+    write_directions,
+    write_surface_points,
+)
 from tests import models
 from tests.conftest import cli_env, landscape_command, run_cli
 

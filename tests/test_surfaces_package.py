@@ -19,8 +19,14 @@ from landscape.errors import LandscapeError
 from landscape.problem import Problem
 from landscape.scan import PYTHON_API, base_settings, run_scan
 from landscape.store import ResultsWriter, open_results, read_attr
-from landscape.surfaces import (SurfaceConfig, SurfaceResult, compute_surface, random_directions, surface_steps,
-                                write_directions)
+from landscape.surfaces import (
+    SurfaceConfig,
+    SurfaceResult,
+    compute_surface,
+    random_directions,
+    surface_steps,
+    write_directions,
+)
 from tests import models
 
 

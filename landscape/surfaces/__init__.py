@@ -15,10 +15,25 @@ Python API::
 
 from .compute import compute_surface, evaluate_points, grid_coefficients, points_at
 from .config import DirectionKind, SurfaceConfig, grid_axes
-from .directions import (Direction, NamedDirection, Normalization, gaussian_direction, interpolation_direction,
-                         normalize, orthogonalize, plane_directions, random_directions)
-from .results import (SurfaceResult, create_surface, read_directions, surface_todo, write_directions,
-                      write_surface_points)
+from .directions import (
+    Direction,
+    NamedDirection,
+    Normalization,
+    gaussian_direction,
+    interpolation_direction,
+    normalize,
+    orthogonalize,
+    plane_directions,
+    random_directions,
+)
+from .results import (
+    SurfaceResult,
+    create_surface,
+    read_directions,
+    surface_todo,
+    write_directions,
+    write_surface_points,
+)
 from .step import SurfaceSpec, directions_step, surface_bytes, surface_step, surface_steps
 
 __all__ = [

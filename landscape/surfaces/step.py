@@ -19,8 +19,16 @@ from ..store import ResultsWriter
 from .compute import evaluate_points
 from .config import SurfaceConfig
 from .directions import NamedDirection
-from .results import (AXIS_NAMES, DIRECTIONS, SURFACES, create_surface, read_directions, surface_todo,
-                      write_directions, write_surface_points)
+from .results import (
+    AXIS_NAMES,
+    DIRECTIONS,
+    SURFACES,
+    create_surface,
+    read_directions,
+    surface_todo,
+    write_directions,
+    write_surface_points,
+)
 
 
 def directions_step(names: Sequence[str], make: Callable[[], Sequence[NamedDirection]]) -> ScanStep:

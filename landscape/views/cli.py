@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..errors import LandscapeError
 from ..options import guard_outputs, integer, positive_float
-from .export import (DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_figures, parse_formats,
-                     select_figures)
+from .export import DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_figures, parse_formats, select_figures
 from .report import default_report_path, load_report, write_report
 
 

@@ -31,8 +31,16 @@ import plotly.graph_objects as go
 
 from ..store import SCHEMA_NAME, SCHEMA_VERSION
 from . import plots
-from .reading import (Unreadable, attribute_rows, attrs_of, dataset, describe_dataset, float_array,
-                      format_value, text_list)
+from .reading import (
+    Unreadable,
+    attribute_rows,
+    attrs_of,
+    dataset,
+    describe_dataset,
+    float_array,
+    format_value,
+    text_list,
+)
 from .text import plot_safe_figure
 
 
@@ -261,7 +269,7 @@ def _ordered_metrics(metrics: Sequence[str]) -> list[str]:
 
 
 def grid_variants(surface: SurfaceData) -> list[plots.GridVariant]:
-    """train loss first, then its log10, then every other split/metric (and their logs)."""
+    """Train loss first, then its log10, then every other split/metric (and their logs)."""
     variants = []
     for split in sorted(surface.values, key=lambda s: (s != "train", s)):
         for metric in _ordered_metrics(list(surface.values[split])):
