@@ -138,19 +138,21 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for b in args.batch_sizes:
         mine = [r for r in runs if r["batch_size"] == b]
-        get = lambda key: [r["measurement"][key] for r in mine]  # noqa: E731
+        get = lambda key, mine=mine: [r["measurement"][key] for r in mine]  # noqa: E731
         rows.append([str(b), pm([r["training"]["epochs"] for r in mine], "{:.1f}"),
                      pm([r["training"]["steps"] for r in mine], "{:.0f}"),
                      pm(get("train_loss"), "{:.4f}"), pm(get("test_accuracy"), "{:.3f}"),
                      pm(get("lambda_max"), "{:.2f}"), pm(get("trace"), "{:.1f}"), pm(get("width_mean"), "{:.3f}")])
     table = format_table(header, rows)
-    paired = paired_ratios(runs, "batch_size", args.batch_sizes[0], ("lambda_max", "trace", "width_mean", "test_accuracy"))
+    paired = paired_ratios(runs, "batch_size", args.batch_sizes[0],
+                           ("lambda_max", "trace", "width_mean", "test_accuracy"))
     table += "\n\n" + ratio_table(paired, str(args.batch_sizes[0]))
     payload = {"study": STUDY, "seeds": args.seeds, "direction_seed": settings["direction_seed"],
                "curvature_seed": settings["curvature_seed"], "model": "landscape.zoo.digits_mlp (hidden 32, tanh)",
                "batch_sizes": args.batch_sizes,
                "optimizer": {"name": "SGD", "lr": args.lr, "momentum": args.momentum},
-               "stop": f"full training loss <= {args.target_loss}, checked after every step (max {args.max_epochs} epochs)",
+               "stop": f"full training loss <= {args.target_loss}, checked after every step "
+                       f"(max {args.max_epochs} epochs)",
                "gd_stability_threshold": 2 * (1 + args.momentum) / args.lr,
                "measure_settings": settings, "quick": args.quick, "machine": machine(), "table": table,
                "paired_ratios": paired,

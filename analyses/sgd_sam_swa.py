@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--rho", type=float, default=0.05)
     p.add_argument("--swa-fraction", type=float, default=0.5, help="last fraction of epochs averaged")
-    p.add_argument("--swa-lr", type=float, default=0.025, help="constant LR while averaging (the cosine's value at the switch)")
+    p.add_argument("--swa-lr", type=float, default=0.025,
+                   help="constant LR while averaging (the cosine's value at the switch)")
     p.add_argument("--rays", type=int, default=8, help="random directions per model")
     p.add_argument("--rise", type=float, default=0.1, help="train-loss rise that defines the width")
     add_run_options(p, "tiny budget for the smoke test (1 seed, 4 epochs)")
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
-        get = lambda key: [r["measurement"][key] for r in mine]  # noqa: E731
+        get = lambda key, mine=mine: [r["measurement"][key] for r in mine]  # noqa: E731
         censored = sum(ray["censored"] for r in mine for ray in r["measurement"]["rays"])
         total = sum(len(r["measurement"]["rays"]) for r in mine)
         rows.append([method, pm(get("train_loss"), "{:.4f}"), pm(get("test_accuracy"), "{:.3f}"),

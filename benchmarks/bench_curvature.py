@@ -146,7 +146,8 @@ def main(tables: str = "all") -> None:
     if tables == "eigen":
         return
     print()
-    print("| model | HVP mode | gradient ms | HVP ms | HVP ÷ gradient | batched HVP (10 per pass) ÷ gradient, per vector |")
+    print("| model | HVP mode | gradient ms | HVP ms | HVP ÷ gradient "
+          "| batched HVP (10 per pass) ÷ gradient, per vector |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in ("digits_mlp", "digits_cnn"):
         problem, _ = load_problem(f"data/{name}.pt", device="cpu")

@@ -180,7 +180,7 @@ def _loop_chunk(problem: Problem, batch: Batch, out: Tensor | None = None,
                                                    dtype=problem.dtype, device=problem.device)
     for i in range(batch.size):
         one = batch.slice(i, i + 1)
-        g = grad(lambda p: problem.batch_loss(p, one).reshape(()))(at)
+        g = grad(lambda p, one=one: problem.batch_loss(p, one).reshape(()))(at)
         flatten_rows({n: t.unsqueeze(0) for n, t in g.items()}, rows[i:i + 1])
     return rows
 

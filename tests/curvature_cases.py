@@ -70,7 +70,8 @@ def linear_regression_problem(n: int = 80, d: int = 6) -> tuple[Problem, Tensor]
     """MSE linear regression and its closed-form Hessian (2/n)·X̃ᵀX̃ (X̃ = [X, 1], weight then bias)."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.linspace(0.3, 2.0, d, dtype=torch.float64)
-    y = x @ torch.randn(d, 1, generator=gen, dtype=torch.float64) + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    y = (x @ torch.randn(d, 1, generator=gen, dtype=torch.float64)
+         + 0.1 * torch.randn(n, 1, generator=gen, dtype=torch.float64))
     model = nn.Linear(d, 1).double()
     problem = Problem.create(model, F.mse_loss, [(x[:50], y[:50]), (x[50:], y[50:])], dtype=torch.float64)
     xt = torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], dim=1)
@@ -133,8 +134,8 @@ def dense_ggn(problem: Problem) -> Tensor:
         z = problem.forward(unflatten(flat, params), b.inputs)
         if not isinstance(z, Tensor):
             raise TypeError("dense_ggn needs a tensor output")
-        jac = torch.func.jacrev(lambda v: problem.forward(unflatten(v, params), b.inputs).reshape(-1))(flat)
-        hz = torch.func.hessian(lambda u: problem.loss_fn(u.reshape(z.shape), b.target))(z.reshape(-1))
+        jac = torch.func.jacrev(lambda v, b=b: problem.forward(unflatten(v, params), b.inputs).reshape(-1))(flat)
+        hz = torch.func.hessian(lambda u, z=z, b=b: problem.loss_fn(u.reshape(z.shape), b.target))(z.reshape(-1))
         out += b.size / total * jac.T @ hz @ jac
     return out
 
@@ -147,6 +148,6 @@ def dense_fisher(problem: Problem) -> Tensor:
     for b in problem.batches():
         for i in range(b.size):
             one = b.slice(i, i + 1)
-            rows.append(torch.func.grad(lambda v: problem.batch_loss(unflatten(v, params), one))(flat))
+            rows.append(torch.func.grad(lambda v, one=one: problem.batch_loss(unflatten(v, params), one))(flat))
     grads = torch.stack(rows)
     return grads.T @ grads / grads.shape[0]

@@ -263,7 +263,8 @@ def test_resume_after_a_kill_between_two_direction_writes(tmp_path):
     out = tmp_path / "r.h5"
     with ResultsWriter(out, {"seed": 1}) as writer:
         write_directions(writer, make()[:1])  # ... and then the process died
-    reference = run_scan(problem, tmp_path / "ref.h5", [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1})
+    reference = run_scan(problem, tmp_path / "ref.h5", [directions_step(["d0", "d1"], make), surface_step(spec)],
+                         {"seed": 1})
     run_scan(problem, out, [directions_step(["d0", "d1"], make), surface_step(spec)], {"seed": 1}, resume=True)
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
         np.testing.assert_array_equal(a["surfaces/2d/train/loss"][()], b["surfaces/2d/train/loss"][()])

@@ -145,7 +145,7 @@ class Evaluator:
         count = 0
         with torch.no_grad():
             for batch in problem.batches(split):
-                metrics_at = lambda params, bufs: self.metrics_at(params, bufs, batch)  # noqa: E731
+                metrics_at = lambda params, bufs, batch=batch: self.metrics_at(params, bufs, batch)  # noqa: E731
                 values = vmap(metrics_at, in_dims=(0, None if buffers is None else 0))(chunk, buffers)
                 for key, value in values.items():
                     totals[key] += value.to(torch.float64) * batch.size

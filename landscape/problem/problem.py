@@ -204,7 +204,7 @@ class Problem:
         total = sum(b.size for b in self.batches(split))
         grad = {n: torch.zeros_like(p) for n, p in at.items()}
         for batch in self.batches(split):
-            g = torch.func.grad(lambda p: self.batch_loss(p, batch))(at)
+            g = torch.func.grad(lambda p, batch=batch: self.batch_loss(p, batch))(at)
             for n in grad:
                 grad[n] += g[n] * (batch.size / total)
         return grad
