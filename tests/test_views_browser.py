@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from landscape.views import write_report
-from tests.test_views_report import BOLD, EXPECTED_FIGURES, IMG, SCRIPT, hostile, scan  # noqa: F401  (module fixtures)
+from tests.conftest import BOLD, IMG, SCRIPT
+from tests.test_views_report import EXPECTED_FIGURES
 from tests.test_views_samples import copy_without, png_pixels, png_size
 
 CHROMIUM = Path(os.environ.get("LANDSCAPE_CHROMIUM", "/usr/bin/chromium"))

@@ -14,7 +14,7 @@ from landscape.cli import main
 from landscape.views import ExportOptions, export_results, figures, paper_figure
 from landscape.views.export import file_stem, parse_formats
 from tests.test_views_browser import CHROMIUM
-from tests.test_views_report import EXPECTED_FIGURES, scan  # noqa: F401  (module fixture)
+from tests.test_views_report import EXPECTED_FIGURES
 from tests.test_views_samples import png_size
 
 

@@ -14,34 +14,13 @@ from landscape import LandscapeError
 from landscape.cli import main
 from landscape.views import figures, load_report, panels, tables, write_report
 from landscape.views.text import plot_safe_figure
-from tests.test_views_samples import copy_without, write_real_scan
+from tests.conftest import BOLD, IMG, SCRIPT
+from tests.test_views_samples import copy_without
 
 EXPECTED_FIGURES = {
     "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "curves/loss", "curves/accuracy",
     "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
 }
-SCRIPT = "<script>alert(1)</script>"
-BOLD = "<b onclick=alert(3)>bold"  # no "/": HDF5 names cannot hold one
-IMG = "<img src=x onerror=alert(2)>"
-
-
-@pytest.fixture(scope="module")
-def scan(tmp_path_factory) -> Path:
-    return write_real_scan(tmp_path_factory.mktemp("scan") / "scan.h5")
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory, scan) -> Path:
-    """The real scan with markup in a root attribute, a group name, a split, a metric and a label."""
-    path = copy_without(scan, tmp_path_factory.mktemp("hostile") / "hostile.h5", [],
-                        {"model_spec": SCRIPT, "data_spec": IMG})
-    with h5py.File(path, "a") as f:
-        f.move("surfaces/2d", f"surfaces/{BOLD}")
-        f.move("surfaces/interpolation/test", f"surfaces/interpolation/{IMG}")
-        f["surfaces/interpolation"].attrs["splits"] = np.array(["train", IMG], dtype=h5py.string_dtype())
-        f["surfaces/interpolation"].attrs["marker_labels"] = np.array(["init", SCRIPT], dtype=h5py.string_dtype())
-        f.create_group(f"{BOLD}-group").attrs[SCRIPT] = IMG
-    return path
 
 
 def test_every_group_gets_its_panel(scan):
