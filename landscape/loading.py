@@ -84,6 +84,7 @@ def save(path: str | Path, model: nn.Module, *, model_spec: str, data_spec: str 
 
 # ---------------------------------------------------------------------------- reading
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -457,6 +458,8 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 
 def as_splits(produced: Any, where: str) -> dict[str, Iterable[Any]]:
+    """What a data factory returned as ``{split: batches}``: a train/test mapping, a
+    ``(train, test)`` pair or one iterable of batches (train); anything else is refused."""
     if isinstance(produced, Mapping) and produced and all(k in ("train", "test") for k in produced):
         return dict(produced)
     if isinstance(produced, tuple) and len(produced) == 2 and not isinstance(produced[0], Tensor):
@@ -510,6 +513,7 @@ class Provenance:
     training_batch_size: int | None = None  # recorded by whoever saved the checkpoint
 
     def as_attrs(self) -> dict[str, Any]:
+        """The fields as a dict of results-file root attributes."""
         return dict(self.__dict__)
 
 

@@ -29,6 +29,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with one error line (``landscape: error: ...``) and exit status 2."""
 
     def error(self, message: str) -> Any:  # argparse's default prints the usage too
+        """Exit with status 2 after one ``landscape: error:`` line naming the command."""
         self.exit(2, f"landscape: error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 

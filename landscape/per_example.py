@@ -54,10 +54,12 @@ class PerExampleGradients:
 
     @property
     def num_examples(self) -> int:
+        """Number of examples (rows of ``matrix``)."""
         return int(self.matrix.shape[0])
 
     @property
     def dim(self) -> int:
+        """Number of parameters D (columns of ``matrix``)."""
         return int(self.matrix.shape[1])
 
 

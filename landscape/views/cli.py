@@ -20,6 +20,7 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def add_view_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``landscape view`` options (results file, report path, static export) to ``parser``."""
     parser.add_argument("results", metavar="FILE.h5", help="results file written by `landscape scan`")
     parser.add_argument("-o", "--output", metavar="REPORT.html", default=None,
                         help="where to write the report; FILE.html beside the results when not given")
@@ -40,6 +41,7 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_view(args: argparse.Namespace) -> int:
+    """Write the report and/or export the figures of ``args.results``; returns the exit status."""
     report = load_report(args.results)  # fails early, with one line, on a bad file
     html = Path(args.output or default_report_path(args.results))
     guard_outputs([] if args.no_report else [html], [Path(args.results)])

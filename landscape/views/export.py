@@ -26,6 +26,8 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT = 640, 480  # CSS px: 6.7 × 5 in at 96 dpi, one c
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """How static figures are written: formats, size in CSS pixels, PNG scale, titles."""
+
     formats: tuple[str, ...] = FORMATS
     width: int = DEFAULT_WIDTH
     height: int = DEFAULT_HEIGHT
@@ -34,6 +36,7 @@ class ExportOptions:
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
+    """``"pdf,SVG,.png"`` → ``("pdf", "svg", "png")``; unknown or no formats are a :class:`LandscapeError`."""
     formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:

@@ -23,7 +23,6 @@ import json
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 import h5py
 import numpy as np
@@ -46,6 +45,8 @@ from .text import plot_safe_figure
 
 @dataclass(frozen=True)
 class FigureItem:
+    """A named figure of a panel, with an optional caption."""
+
     key: str  # stable id, also the export file name: "surfaces/2d/contour"
     title: str
     figure: go.Figure
@@ -54,6 +55,8 @@ class FigureItem:
 
 @dataclass(frozen=True)
 class TableItem:
+    """A named table of a panel: header and rows of text, with an optional caption."""
+
     key: str
     title: str
     header: list[str]
@@ -63,16 +66,20 @@ class TableItem:
 
 @dataclass(frozen=True)
 class Skipped:
+    """A part of the file a panel could not show, and why."""
+
     what: str  # HDF5 path or part that was not shown
     reason: str
 
 
-Item = Union[FigureItem, TableItem, Skipped]
+Item = FigureItem | TableItem | Skipped
 PanelFn = Callable[[h5py.File], "list[Item] | None"]
 
 
 @dataclass(frozen=True)
 class Panel:
+    """A registered panel: its place in the report, name, builder and the HDF5 paths it reads."""
+
     order: float
     name: str
     build: PanelFn
@@ -81,16 +88,20 @@ class Panel:
 
 @dataclass
 class PanelResult:
+    """What one panel produced for one file."""
+
     panel: Panel
     items: list[Item] = field(default_factory=list)
     applies: bool = True  # False: the file holds nothing for this panel
 
     @property
     def shown(self) -> list[FigureItem | TableItem]:
+        """The figures and tables, in order."""
         return [i for i in self.items if not isinstance(i, Skipped)]
 
     @property
     def skipped(self) -> list[Skipped]:
+        """The parts that could not be shown."""
         return [i for i in self.items if isinstance(i, Skipped)]
 
 
@@ -108,6 +119,7 @@ def panel(order: float, name: str, reads: Sequence[str] = ()) -> Callable[[Panel
 
 
 def registered_panels() -> list[Panel]:
+    """Every registered panel, in report order."""
     return sorted(_REGISTRY.values(), key=lambda p: (p.order, p.name))
 
 
@@ -159,6 +171,7 @@ def _incomplete_note(group: h5py.Group) -> str:
 # ============================================================================ settings
 @panel(order=900, name="Run settings", reads=())
 def settings_panel(h5: h5py.File) -> list[Item]:
+    """The root attributes (run settings and provenance) as one table."""
     attrs = attrs_of(h5)
     items: list[Item] = [TableItem("settings", "Run settings (root attributes)", ["setting", "value"],
                                    attribute_rows(attrs))]
@@ -167,6 +180,7 @@ def settings_panel(h5: h5py.File) -> list[Item]:
 
 @panel(order=910, name="Directions", reads=("directions",))
 def directions_panel(h5: h5py.File) -> list[Item] | None:
+    """One table row per stored direction: its attributes and how many values it holds."""
     groups = _children(h5, "directions")
     if not groups:
         return None
@@ -183,6 +197,8 @@ def directions_panel(h5: h5py.File) -> list[Item] | None:
 # ============================================================================ surfaces
 @dataclass
 class SurfaceData:
+    """A surface group read into arrays (grids in 'ij' order), with what was skipped."""
+
     name: str
     axes: list[np.ndarray]
     axis_names: list[str]
@@ -315,6 +331,7 @@ def _surface_ndim(group: h5py.Group) -> int:
 
 @panel(order=10, name="2-D surfaces", reads=("surfaces",))
 def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
+    """Contour, heatmap and 3-D figures of every 2-D surface."""
     groups = [(n, g) for n, g in _children(h5, "surfaces") if _surface_ndim(g) != 1]
     if not groups:
         return None
@@ -326,6 +343,7 @@ def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
 
 @panel(order=20, name="1-D curves", reads=("surfaces",))
 def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
+    """One figure per metric overlaying every 1-D surface (train and test) with its checkpoints."""
     groups = [(n, g) for n, g in _children(h5, "surfaces") if _surface_ndim(g) == 1]
     if not groups:
         return None
@@ -363,6 +381,7 @@ def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
 
 @panel(order=920, name="Surface details", reads=("surfaces",))
 def surfaces_table_panel(h5: h5py.File) -> list[Item] | None:
+    """One table row per surface: grid, points done, directions, splits, metrics, settings."""
     groups = _children(h5, "surfaces")
     if not groups:
         return None
@@ -400,6 +419,7 @@ def _spectrum(path: str, group: h5py.Group, label: str, color: str) -> plots.Spe
 @panel(order=40, name="Hessian spectrum", reads=("curvature/hessian_top", "curvature/hessian_bottom",
                                                   "curvature/trace"))
 def hessian_spectrum_panel(h5: h5py.File) -> list[Item] | None:
+    """Top/bottom Hessian eigenvalues with residual error bars, their runs, and the trace estimate."""
     present = [(n, lab, c) for n, lab, c in _EIGEN_GROUPS if _group(h5, f"curvature/{n}") is not None]
     trace = _group(h5, "curvature/trace")
     if not present and trace is None:
@@ -446,6 +466,7 @@ def hessian_spectrum_panel(h5: h5py.File) -> list[Item] | None:
 
 @panel(order=50, name="Spectral density", reads=("curvature/density",))
 def density_panel(h5: h5py.File) -> list[Item] | None:
+    """The smoothed SLQ spectral density (with a width slider) and its settings."""
     group = _group(h5, "curvature/density")
     if group is None:
         return None
@@ -473,6 +494,7 @@ def density_panel(h5: h5py.File) -> list[Item] | None:
 # ============================================================================ noise
 @panel(order=60, name="Gradient noise", reads=("noise",))
 def noise_panel(h5: h5py.File) -> list[Item] | None:
+    """Gradient-noise statistics, the noise and Hessian spectra, and their eigenvector overlap."""
     group = _group(h5, "noise")
     if group is None:
         return None
@@ -525,6 +547,7 @@ def uncovered_groups(h5: h5py.File, reads: set[str]) -> list[str]:
 
 @panel(order=800, name="Other results", reads=())
 def other_groups_panel(h5: h5py.File) -> list[Item] | None:
+    """Raw attribute and dataset tables of every group no other panel reads."""
     reads = {r for p in registered_panels() for r in p.reads}
     paths = uncovered_groups(h5, reads)
     if not paths:

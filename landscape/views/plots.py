@@ -38,6 +38,8 @@ class Marker:
 
 @dataclass
 class Curve:
+    """One 1-D curve: a split of a surface, its colour, dash and legend group."""
+
     label: str
     x: np.ndarray
     y: np.ndarray
@@ -59,6 +61,8 @@ class Spectrum:
 
 @dataclass
 class GridAxes:
+    """The axes of a 2-D grid: coordinates, titles and the checkpoints drawn on it."""
+
     x: np.ndarray
     y: np.ndarray
     x_title: str
@@ -76,6 +80,7 @@ def log10_grid(values: np.ndarray) -> np.ndarray | None:
 
 
 def nearest_value(axes: GridAxes, values: np.ndarray, coords: Sequence[float]) -> float:
+    """The grid value at the grid point nearest to ``coords``."""
     i = int(np.abs(axes.x - coords[0]).argmin())
     j = int(np.abs(axes.y - coords[1]).argmin())
     return float(values[i, j])
@@ -112,6 +117,7 @@ def contour_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) 
 
 
 def heatmap_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
+    """A heatmap of the first variant; a menu switches split/metric/log scale."""
     return _planar_figure(title, axes, variants, go.Heatmap)
 
 
@@ -229,6 +235,7 @@ def default_sigma(nodes: np.ndarray) -> float:
 
 
 def density_grid(nodes: np.ndarray, sigma: float, num_points: int = 800) -> np.ndarray:
+    """Evenly spaced eigenvalues over the finite nodes, plus 5 % of their range and 5σ on each side."""
     finite = nodes[np.isfinite(nodes)]
     lo, hi = float(finite.min()), float(finite.max())
     margin = 0.05 * (hi - lo) + 5 * sigma
@@ -298,6 +305,7 @@ def noise_figure(title: str, noise: np.ndarray, hessian: np.ndarray | None) -> g
 
 
 def overlap_figure(title: str, overlap: np.ndarray) -> go.Figure:
+    """Noise–Hessian eigenvector overlap by index, as bars."""
     values = np.asarray(overlap, dtype=np.float64)
     fig = go.Figure(go.Bar(x=np.arange(1, len(values) + 1), y=values, marker_color=COLORS[2], name="overlap"))
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),

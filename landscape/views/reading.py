@@ -59,6 +59,7 @@ def dataset(group: h5py.Group, name: str, *, ndim: int | None = None) -> np.ndar
 
 
 def float_array(group: h5py.Group, name: str, *, ndim: int | None = None) -> np.ndarray:
+    """A numeric dataset of ``group`` as float64, or :class:`Unreadable` when it is not numbers."""
     value = dataset(group, name, ndim=ndim)
     if value.dtype.kind not in "fiub":
         raise Unreadable(f"dataset '{name}' holds {value.dtype}, expected numbers")
@@ -93,6 +94,7 @@ def format_value(value: Any, max_chars: int = 400) -> str:
 
 
 def attribute_rows(attrs: dict[str, Any], skip: Sequence[str] = ()) -> list[list[str]]:
+    """``[name, formatted value]`` table rows of ``attrs``, leaving out the names in ``skip``."""
     return [[key, format_value(value)] for key, value in attrs.items() if key not in skip]
 
 

@@ -1,7 +1,7 @@
-"""One standalone HTML report per results file: plotly.js inlined once, no network.
+r"""One standalone HTML report per results file: plotly.js inlined once, no network.
 
 All text from the file is escaped with :func:`html.escape`; figure JSON is embedded in
-``<script type="application/json">`` blocks with ``<``, ``>`` and ``&`` as ``\\u`` escapes,
+``<script type="application/json">`` blocks with ``<``, ``>`` and ``&`` as ``\u`` escapes,
 so no string in the file can close a tag or start one.
 """
 
@@ -32,10 +32,12 @@ class Report:
 
     @property
     def figures(self) -> dict[str, go.Figure]:
+        """Every figure, keyed like ``surfaces/2d/contour``."""
         return {i.key: i.figure for r in self.results for i in r.items if isinstance(i, FigureItem)}
 
     @property
     def skipped(self) -> list[Skipped]:
+        """Every part of the file some panel could not show."""
         return [s for r in self.results for s in r.skipped]
 
     @property
@@ -45,6 +47,7 @@ class Report:
 
 
 def build_report(h5: h5py.File, source: str) -> Report:
+    """Run every panel on the open file ``h5`` (``source`` names it in the report)."""
     return Report(source, run_panels(h5), schema_notes(h5))
 
 
@@ -198,6 +201,7 @@ def figures(path: str | os.PathLike) -> dict[str, go.Figure]:
 
 
 def tables(path: str | os.PathLike) -> dict[str, TableItem]:
+    """Every table the report of ``path`` would show, keyed like ``surfaces/table``."""
     report = load_report(path)
     return {i.key: i for r in report.results for i in r.items if isinstance(i, TableItem)}
 
