@@ -123,4 +123,4 @@ def vmap_or_loop(fn: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]],
         rows = [fn({n: v[i] for n, v in block.items()}) for i in range(m)]
         return {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
 
-    return fallback.run(lambda: vmap(fn)(block), loop)
+    return fallback.run(lambda: dict(vmap(fn)(block)), loop)

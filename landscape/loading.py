@@ -391,7 +391,12 @@ def build_model(checkpoint: Checkpoint, model_spec: str | None = None,
         raise LandscapeError(f"model factory '{spec}' failed ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, nn.Module):
         raise LandscapeError(f"model factory '{spec}' returned {type(model).__name__}, not an nn.Module")
-    state = checkpoint.state_dict if checkpoint.state_dict is not None else checkpoint.module.state_dict()
+    if checkpoint.state_dict is not None:
+        state = checkpoint.state_dict
+    elif checkpoint.module is not None:
+        state = checkpoint.module.state_dict()
+    else:
+        raise LandscapeError(f"checkpoint '{checkpoint.path}' holds neither weights nor a module")
     model.load_state_dict(fit_state_dict(state, model, checkpoint.path))
     return model, spec
 
@@ -489,7 +494,7 @@ def _data_file(path: Path, batch_size: int) -> dict[str, Iterable[Any]]:
                              f"(and x_test/y_test); it holds {sorted(raw)}")
     if batch_size <= 0:
         raise LandscapeError(f"batch size must be positive, got {batch_size}")
-    splits = {}
+    splits: dict[str, Iterable[Any]] = {}
     for split, (xk, yk) in pairs.items():
         x, y = torch.as_tensor(raw[xk]), torch.as_tensor(raw[yk])
         if len(x) != len(y):

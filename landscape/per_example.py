@@ -18,6 +18,7 @@ parameters, with :func:`batch_example_gradients`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -109,7 +110,8 @@ def _split_leaves(inputs: Any) -> tuple[list[Tensor], list[Any], Any]:
     return [leaf for leaf in leaves if isinstance(leaf, Tensor)], leaves, spec
 
 
-def _single_loss_fn(problem: Problem, all_leaves: list[Any], spec: Any):
+def _single_loss_fn(problem: Problem, all_leaves: list[Any],
+                    spec: Any) -> Callable[[dict[str, Tensor], tuple[Tensor, ...], Tensor], Tensor]:
     """ℓ(params, tensor_leaves_of_one_example, target_of_one_example) with batch dim 1."""
     tensor_slots = [i for i, leaf in enumerate(all_leaves) if isinstance(leaf, Tensor)]
 

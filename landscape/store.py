@@ -72,7 +72,7 @@ def set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         node.attrs[key] = attr_value(value)
 
 
-def open_results(path: str | Path) -> h5py.File:
+def open_results(path: str | os.PathLike[str]) -> h5py.File:
     """Open a results file read-only, with a clear error for anything that is not one."""
     path = Path(path)
     if not path.is_file():
@@ -227,7 +227,8 @@ class ResultsWriter:
         if path not in self.h5 or not bool(self.h5[path].attrs.get("complete", False)):
             return False
         stored = self.h5[path].attrs
-        differing = [k for k, v in (expected or {}).items()
+        expected = expected or {}
+        differing = [k for k, v in expected.items()
                      if _comparable(stored.get(k, "")) != _comparable(attr_value(v))]
         if differing:
             detail = "; ".join(f"{k}={read_attr(stored.get(k, ''))!r} there, {expected[k]!r} asked"

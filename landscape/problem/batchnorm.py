@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,7 @@ from ..params import Params
 from .data import Batch, call_model
 
 
-def is_batchnorm(module: nn.Module) -> bool:
+def is_batchnorm(module: nn.Module) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     """True for every BatchNorm layer (1d/2d/3d, lazy and sync variants)."""
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 

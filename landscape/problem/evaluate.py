@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from ..errors import LandscapeError
 from ..fallback import Fallback
 from ..memory import module_output_bytes, tensor_bytes
 from ..params import Params
@@ -175,7 +176,11 @@ class Evaluator:
         out = problem.forward(params, batch.inputs, buffers)
         values = {"loss": problem.loss_fn(out, batch.target).reshape(())}
         if problem.has_accuracy:
-            values["accuracy"] = classification_accuracy(out, batch.target)
+            accuracy = classification_accuracy(out, batch.target)
+            if accuracy is None:  # the first batches looked like classification, this one does not
+                raise LandscapeError("accuracy: a batch's output and target do not look like classification "
+                                     "although the first batch of every split did")
+            values["accuracy"] = accuracy
         for name, fn in problem.metrics.items():
             values[name] = torch.as_tensor(fn(out, batch.target)).reshape(())
         return values

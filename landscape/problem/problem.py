@@ -123,8 +123,8 @@ class Problem:
         fixed = {n: t.detach().clone() for n, t in state.items() if n not in params}
         for p in private.parameters():
             p.requires_grad_(False)
-        for name, p in params.items():
-            if not torch.isfinite(p).all():
+        for name, tensor in params.items():
+            if not torch.isfinite(tensor).all():
                 raise LandscapeError(f"parameter '{name}' holds NaN or inf values; the checkpoint "
                                      "is not a usable trained model")
 

@@ -73,7 +73,7 @@ def normalize(direction: Mapping[str, Tensor], params: Mapping[str, Tensor],
 
 def dot(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> Tensor:
     """⟨a, b⟩ over all parameters, in float64."""
-    return sum((a[n].double() * b[n].double()).sum() for n in a)
+    return torch.as_tensor(sum((a[n].double() * b[n].double()).sum() for n in a), dtype=torch.float64)
 
 
 def orthogonalize(d: Mapping[str, Tensor], against: Mapping[str, Tensor]) -> Direction:
@@ -137,6 +137,6 @@ def plane_directions(theta_a: Mapping[str, Tensor], theta_b: Mapping[str, Tensor
     d1 = {n: dc[n] - c_x * d0[n] for n in theta_a}
     if float(dot(d1, d1)) <= 1e-24 * float(dot(dc, dc) + 1e-300):
         raise LandscapeError("plane: the three checkpoints are collinear")
-    attrs = {"kind": "plane", "normalization": "none"}
+    attrs: dict[str, object] = {"kind": "plane", "normalization": "none"}
     return ([NamedDirection("d0", d0, attrs), NamedDirection("d1", d1, attrs)],
             [(0.0, 0.0), (1.0, 0.0), (c_x, 1.0)])

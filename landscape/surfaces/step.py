@@ -52,7 +52,7 @@ class SurfaceSpec:
     directions: list[str]
     axes: list[np.ndarray]
     splits: list[str]
-    markers: list[tuple[float, ...]] | None = None
+    markers: Sequence[tuple[float, ...]] | None = None
     marker_labels: list[str] | None = None
 
     @property

@@ -19,6 +19,7 @@ imported by ``landscape.views``) and decorate it::
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from collections.abc import Callable, Sequence
@@ -337,7 +338,7 @@ def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
         return None
     items: list[Item] = []
     for name, group in groups:
-        items += _try(f"surfaces/{name}", lambda name=name, group=group: _surface_2d_items(name, group))
+        items += _try(f"surfaces/{name}", functools.partial(_surface_2d_items, name, group))
     return items
 
 
@@ -350,7 +351,7 @@ def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
     items: list[Item] = []
     surfaces: list[SurfaceData] = []
     for name, group in groups:
-        def read(name=name, group=group) -> list[Item]:
+        def read(name: str = name, group: h5py.Group = group) -> list[Item]:
             surfaces.append(read_surface(name, group))
             return list(surfaces[-1].skipped)
         items += _try(f"surfaces/{name}", read)
@@ -431,7 +432,7 @@ def hessian_spectrum_panel(h5: h5py.File) -> list[Item] | None:
         path = f"curvature/{name}"
         group = h5[path]
 
-        def read(path=path, group=group, label=label, color=color) -> list[Item]:
+        def read(path: str = path, group: h5py.Group = group, label: str = label, color: str = color) -> list[Item]:
             attrs = attrs_of(group)
             which = attrs.get("which", "")
             spectrum = _spectrum(path, group, f"{label} ({which})" if which else label, color)
@@ -557,7 +558,7 @@ def other_groups_panel(h5: h5py.File) -> list[Item] | None:
         group = h5[path]
         rows = attribute_rows(attrs_of(group))
 
-        def visit(name: str, node: h5py.HLObject, rows=rows) -> None:
+        def visit(name: str, node: h5py.HLObject, rows: list[list[str]] = rows) -> None:
             if isinstance(node, h5py.Dataset):
                 rows.append([name, describe_dataset(node)])
             else:

@@ -86,7 +86,8 @@ def nearest_value(axes: GridAxes, values: np.ndarray, coords: Sequence[float]) -
     return float(values[i, j])
 
 
-def _variant_menu(variants: Sequence[GridVariant], args_for, method: str = "restyle") -> list[dict]:
+def _variant_menu(variants: Sequence[GridVariant], args_for: Callable[[GridVariant], list],
+                  method: str = "restyle") -> list[dict]:
     if len(variants) < 2:
         return []
     buttons = [dict(label=v.label, method=method, args=args_for(v)) for v in variants]
@@ -103,7 +104,7 @@ def _markers_2d(axes: GridAxes) -> go.Scatter:
 
 
 def _grid_layout(fig: go.Figure, title: str, axes: GridAxes, variants: Sequence[GridVariant],
-                 restyle_for) -> go.Figure:
+                 restyle_for: Callable[[GridVariant], list]) -> go.Figure:
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
                       xaxis_title=axes.x_title, yaxis_title=axes.y_title,
                       updatemenus=_variant_menu(variants, restyle_for), margin=dict(t=80))
