@@ -39,6 +39,7 @@ def _finite(obj) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study, groups", [
     ("batch_size_sharpness", {"batch_size": {16, 1437}}),
     ("sgd_sam_swa", {"method": {"SGD", "SAM", "SWA", "SWA last iterate"}}),

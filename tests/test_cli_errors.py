@@ -35,6 +35,9 @@ from landscape.store import read_attr
 from tests import models
 from tests.conftest import cli_env, run_cli
 
+# one xdist worker runs this module (with --dist loadgroup): the other never waits for the runs
+pytestmark = pytest.mark.xdist_group("cli_errors")
+
 MLP_SPECS = ["--model", "tests.models:mlp", "--data", "tests.models:vector_data", "--loss", "cross_entropy"]
 SMALL = ["--points", "3", "--no-report"]
 MARKER = "marker-created-by-metadata"

@@ -41,6 +41,7 @@ def test_training_script_reproduces_the_bundled_checkpoints(tmp_path):
     torch.testing.assert_close(remade["state_dict"], bundled["state_dict"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_api_example_runs():
     printed = run_example("examples/api_surface.py")
     assert "train loss at θ*:" in printed and "1-D test loss:" in printed

@@ -24,6 +24,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run", "--disable-quic"]
 REPO = Path(__file__).resolve().parents[1]
 
+# every test here drives a real Chromium; with the report tests: one real scan per run
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("scan")]
+
 
 def _require_browser():
     missing = None

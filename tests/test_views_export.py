@@ -17,6 +17,8 @@ from tests.test_views_browser import CHROMIUM
 from tests.test_views_report import EXPECTED_FIGURES
 from tests.test_views_samples import png_size
 
+pytestmark = pytest.mark.xdist_group("scan")  # with the report tests: one real scan per run
+
 
 @pytest.fixture(scope="module")
 def chromium():
@@ -47,6 +49,7 @@ def _check_svg(data: bytes, width: int, height: int) -> None:
     assert len(list(root.iter())) > 20  # axes, ticks, traces: not an empty canvas
 
 
+@pytest.mark.slow
 def test_every_figure_in_every_format(chromium, scan, tmp_path):
     written = export_results(scan, tmp_path, ExportOptions(width=500, height=400))
     assert len(written) == 3 * len(EXPECTED_FIGURES)
@@ -57,6 +60,7 @@ def test_every_figure_in_every_format(chromium, scan, tmp_path):
         assert png_size(stem.with_suffix(".png").read_bytes()) == (500, 400)
 
 
+@pytest.mark.slow
 def test_cli_export_of_the_bundled_scan(chromium, bundled_scan, tmp_path, capsys):
     out = tmp_path / "figs"
     code = main(["view", str(bundled_scan), "--no-report", "--export", str(out), "--formats", "png,svg",

@@ -17,6 +17,9 @@ from landscape.views.text import plot_safe_figure
 from tests.conftest import BOLD, IMG, SCRIPT
 from tests.test_views_samples import copy_without
 
+# the views tests share one worker (with --dist loadgroup), which makes the real scan once
+pytestmark = pytest.mark.xdist_group("scan")
+
 EXPECTED_FIGURES = {
     "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "curves/loss", "curves/accuracy",
     "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
