@@ -6,12 +6,14 @@ References are built only from ``problem.batch_loss``/``problem.forward`` and
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from landscape import zoo
-from landscape.problem import Problem, flatten, unflatten
+from landscape.problem import Batch, Problem, flatten, unflatten
 
 
 class TinyRNN(nn.Module):
@@ -102,6 +104,20 @@ def transformer_problem() -> Problem:
 
     data = models.token_data()["train"][:2]
     return Problem.create(models.transformer(), F.cross_entropy, data, dtype=torch.float64)
+
+
+def recast(problem: Problem, dtype: torch.dtype = torch.float64,
+           batches: list[Batch] | None = None) -> Problem:
+    """``problem`` rebuilt from its own (rounded) weights, buffers and data in ``dtype``, over
+    ``batches`` (default: its train batches). In float64 the cast is exact, so the Hessian is
+    the exact one that products in the problem's low precision approximate."""
+    model = copy.deepcopy(problem.model)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in problem.params)
+        if name in problem.params:
+            param.data.copy_(problem.params[name])
+    data = [(b.inputs, b.target) for b in (batches or problem.batches())]
+    return Problem.create(model, problem.loss_fn, data, dtype=dtype)
 
 
 def dense_hessian(problem: Problem, names: list[str] | None = None, *, engine: str = "func") -> Tensor:

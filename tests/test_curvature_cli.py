@@ -59,6 +59,23 @@ def test_hessian_command_writes_the_schema(checkpoint, tmp_path) -> None:
         assert density.attrs["num_parameters"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
 
 
+def test_hessian_command_in_bfloat16_records_its_bounds(checkpoint, tmp_path) -> None:
+    """--dtype bfloat16: the tol actually used (clamped to 4·eps) and per-pair error bounds
+    (explicit residual + 8·eps·‖H‖) are stored; the top pair converges."""
+    out = tmp_path / "bf16.h5"
+    code = main(["hessian", str(checkpoint), "--top", "3", "--tol", "1e-6", "--max-examples", "200",
+                 "--dtype", "bfloat16", "--device", "cpu", "-o", str(out), "--quiet", "--no-report"])
+    assert code == 0
+    eps = torch.finfo(torch.bfloat16).eps
+    with h5py.File(out, "r") as f:
+        top = f["curvature/hessian_top"]
+        values, residuals = top["eigenvalues"][()], top["residuals"][()]
+        bounds, converged = top["error_bounds"][()], top["converged"][()]
+        assert top.attrs["tol"] == 4 * eps and bounds.shape == (3,) and bounds.dtype == np.float64
+        floor = residuals * np.abs(values) + 8 * eps * np.abs(values).max()
+        assert converged[0] and np.all(bounds >= floor * (1 - 1e-12))
+
+
 def test_scan_step_skips_finished_groups(tmp_path) -> None:
     problem = mlp_problem()
     step = hessian_step(top=2, trace=True, hvp_mode="reverse", trace_probes=6)

@@ -96,6 +96,18 @@ class DenseOperator(LinearOperator):
         return self.matrix @ vectors
 
 
+def is_low_precision(dtype: torch.dtype) -> bool:
+    """True for dtypes coarser than float32 (bfloat16, float16)."""
+    return torch.finfo(dtype).eps > torch.finfo(torch.float32).eps
+
+
+def _accumulator(vectors: Tensor) -> Tensor:
+    """Zeros for a sum of products over batches: float32 for 16-bit ``vectors`` (one rounding
+    to their dtype at the end, not one per batch), their own dtype otherwise."""
+    dtype = torch.float32 if is_low_precision(vectors.dtype) else vectors.dtype
+    return torch.zeros(vectors.shape, dtype=dtype, device=vectors.device)
+
+
 def as_operator(operator: LinearOperator | Tensor) -> LinearOperator:
     return DenseOperator(operator) if isinstance(operator, Tensor) else operator
 
@@ -164,7 +176,7 @@ class ProblemOperator(LinearOperator):
             return super().matmat(vectors)
 
     def _matmat(self, vectors: Tensor) -> Tensor:
-        total = torch.zeros_like(vectors)
+        total = _accumulator(vectors)
         for batch in self.batches:
             weight = batch.size / self.num_examples
             for start in range(0, vectors.shape[1], self.max_columns):
@@ -172,8 +184,8 @@ class ProblemOperator(LinearOperator):
                 block = unflatten_columns(cols, self.selected)
                 products = self._batch_products(batch, block)
                 total[:, start:start + cols.shape[1]] += weight * flatten_columns(
-                    {n: products[n] for n in self.names})
-        return total
+                    {n: products[n] for n in self.names}).to(total.dtype)
+        return total.to(self.dtype)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         raise NotImplementedError
@@ -432,12 +444,12 @@ class EmpiricalFisherOperator(ProblemOperator):
         self.gradient_fallback = Fallback("vmap")  # the single-example loop once vmap is unsupported
 
     def _matmat(self, vectors: Tensor) -> Tensor:
-        total = torch.zeros_like(vectors)
+        total = _accumulator(vectors)
         for batch in self.batches:
             for start in range(0, batch.size, self.examples_per_chunk):
                 grads = self.per_example_gradients(batch.slice(start, start + self.examples_per_chunk))
-                total += grads.T @ (grads @ vectors)
-        return total / self.num_examples
+                total += (grads.T @ (grads @ vectors)).to(total.dtype)
+        return (total / self.num_examples).to(self.dtype)
 
     def per_example_gradients(self, batch: Batch) -> Tensor:
         """``[n, D]`` gradients of each example's loss over the selected parameters."""

@@ -99,6 +99,8 @@ def eigen_group(result: EigenResult, op: ProblemOperator, config: CurvatureConfi
     arrays: dict[str, Any] = {"eigenvalues": result.eigenvalues.to(torch.float64),
                               "residuals": result.residuals.to(torch.float64),
                               "converged": result.converged.numpy().astype(bool)}
+    if result.error_bounds is not None:
+        arrays["error_bounds"] = result.error_bounds.to(torch.float64)
     if result.eigenvectors is not None:
         for name, vectors in eigenvector_tensors(result, op).items():
             arrays[f"eigenvectors/{name}"] = vectors.to(torch.float64)
