@@ -22,7 +22,8 @@ import numpy as np
 import scipy.sparse.linalg as sla
 import torch
 
-from landscape.curvature import HessianOperator, lanczos
+from landscape.curvature import HessianOperator
+from landscape.linalg import lanczos
 from landscape.loading import load_problem
 from landscape.problem import Problem
 

@@ -76,9 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_line(name: str, result: object) -> str:
-    from .density import DensityResult
-    from .lanczos import EigenResult
-    from .trace import TraceResult
+    from ..linalg import DensityResult, EigenResult, TraceResult
 
     if isinstance(result, EigenResult):
         values = ", ".join(f"{v:.6g}" for v in result.eigenvalues.tolist())

@@ -14,15 +14,15 @@ from typing import Any
 import torch
 
 from ..errors import LandscapeError
+from ..linalg.density import DensityResult, spectral_density
+from ..linalg.lanczos import EigenResult, basis_size_for, lanczos
+from ..linalg.trace import MIN_PROBES, TraceResult, estimate_trace
 from ..memory import require_fits
 from ..params import unflatten_columns
 from ..problem import Problem
 from ..progress import progress
 from ..surfaces.directions import NamedDirection
-from .density import DensityResult, spectral_density
-from .lanczos import EigenResult, basis_size_for, lanczos
 from .operators import ProblemOperator, make_operator, select_parameters
-from .trace import MIN_PROBES, TraceResult, estimate_trace
 
 GROUP = "curvature"
 

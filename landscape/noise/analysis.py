@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..curvature.lanczos import EigenResult, lanczos
-from ..curvature.operators import HessianOperator, LinearOperator
-from ..curvature.trace import TraceResult, estimate_trace
+from ..curvature.operators import HessianOperator
 from ..errors import LandscapeError
+from ..linalg.lanczos import EigenResult, lanczos
+from ..linalg.operators import LinearOperator
+from ..linalg.trace import TraceResult, estimate_trace
 from ..per_example import check_mean_reduction, per_example_gradients, select_examples
 from ..problem import Problem
 from ..progress import progress

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..curvature.lanczos import EigenResult, lanczos, relative_residuals
-from ..curvature.operators import LinearOperator
 from ..errors import LandscapeError
+from ..linalg.lanczos import EigenResult, lanczos, relative_residuals
+from ..linalg.operators import LinearOperator
 
 GRAM_MAX_EXAMPLES = 2048
 
 
 class CovarianceOperator(LinearOperator):
-    """Σ = G_cᵀG_c/n as a curvature-style operator: ``matvec``/``matmat`` without forming d×d."""
+    """Σ = G_cᵀG_c/n as a :class:`~landscape.linalg.LinearOperator`: ``matvec``/``matmat`` without forming d×d."""
 
     name = "gradient_covariance"
 
@@ -70,8 +70,8 @@ class CovarianceOperator(LinearOperator):
 
 def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
                         tol: float = 1e-8, seed: int = 0) -> EigenResult:
-    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos": the curvature engine's
-    Lanczos on ``op``; "auto" picks by n), with eigenvectors.
+    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos": the linear-algebra
+    core's Lanczos on ``op``; "auto" picks by n), with eigenvectors.
 
     k is capped at n − 1, the rank of Σ after centering, and at d; the Gram method also
     stops at the numerical rank (eigenvalues above n·1e-13·λ_max).
