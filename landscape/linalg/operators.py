@@ -11,12 +11,16 @@ any operator to SciPy's iterative solvers (``eigsh``, ``lobpcg``, ``cg``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import LandscapeError
+
+if TYPE_CHECKING:
+    import scipy.sparse.linalg
 
 
 class LinearOperator:
@@ -33,6 +37,7 @@ class LinearOperator:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(size, size)``."""
         return (self.size, self.size)
 
     def matmat(self, vectors: Tensor) -> Tensor:
@@ -46,18 +51,39 @@ class LinearOperator:
         return out
 
     def matvec(self, vector: Tensor) -> Tensor:
+        """``A @ v`` for one vector of length ``size`` (a one-column :meth:`matmat`)."""
         return self.matmat(vector.reshape(-1, 1))[:, 0]
 
     def __matmul__(self, other: Tensor) -> Tensor:
+        """``op @ v`` (:meth:`matvec`) or ``op @ V`` (:meth:`matmat`)."""
         return self.matvec(other) if other.ndim == 1 else self.matmat(other)
 
     def reset_counters(self) -> None:
+        """Zero ``num_matvecs`` and ``num_data_passes``."""
         self.num_matvecs = 0
         self.num_data_passes = 0
 
     def describe(self) -> dict[str, Any]:
         """Attributes worth storing next to results computed with this operator."""
         return {"operator": self.name, "num_parameters": self.size}
+
+    def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
+        """This operator for SciPy's iterative solvers (``eigsh``, ``lobpcg``, ``cg``, ...): a
+        :class:`scipy.sparse.linalg.LinearOperator` of shape ``(size, size)`` and dtype float64
+        whose products take and return float64 NumPy arrays on the host. Every product goes
+        through :meth:`matmat` (cast to this operator's dtype and device, counted as usual; a
+        block of columns is one data pass). Symmetric, so ``rmatvec`` is ``matvec``."""
+        from scipy.sparse.linalg import LinearOperator as ScipyOperator
+
+        def matmat(block: np.ndarray) -> np.ndarray:
+            columns = torch.tensor(np.asarray(block, dtype=np.float64).reshape(self.size, -1))
+            return self.matmat(columns).detach().to(device="cpu", dtype=torch.float64).numpy()
+
+        def matvec(vector: np.ndarray) -> np.ndarray:
+            return matmat(vector).reshape(-1)
+
+        return ScipyOperator(self.shape, matvec=matvec, rmatvec=matvec, matmat=matmat, rmatmat=matmat,
+                             dtype=np.float64)
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         raise NotImplementedError
@@ -79,6 +105,7 @@ class DenseOperator(LinearOperator):
 
 
 def as_operator(operator: LinearOperator | Tensor) -> LinearOperator:
+    """``operator`` itself, or a :class:`DenseOperator` around a square matrix."""
     return DenseOperator(operator) if isinstance(operator, Tensor) else operator
 
 
