@@ -251,3 +251,21 @@ def relative_residuals(norms: Tensor, values: Tensor) -> Tensor:
     magnitude = values.abs()
     return torch.where(magnitude > 0, norms / magnitude.clamp(min=torch.finfo(torch.float64).tiny),
                        torch.where(norms > 0, torch.inf, 0.0))
+
+
+def orthogonalize(basis: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """The Lanczos expansion kernel: ``vectors`` minus their projection on the orthonormal
+    columns of ``basis``, by classical Gram–Schmidt run twice ("twice is enough": full
+    reorthogonalization to working precision, so no ghost eigenvalues), and the projection
+    coefficients ``basisᵀ·vectors`` (both passes summed: the new column of T = QᵀAQ).
+
+    ``basis`` ``[..., D, j]``, ``vectors`` ``[..., D, m]``; leading dimensions batch independent
+    bases (SLQ keeps one basis per probe). Returns ``(remainder, coefficients)`` of shapes
+    ``[..., D, m]`` and ``[..., j, m]``. (:func:`lanczos` does these two passes inline on its
+    single block basis.)
+    """
+    coeffs = basis.mT @ vectors
+    remainder = vectors - basis @ coeffs
+    correction = basis.mT @ remainder
+    remainder = remainder - basis @ correction
+    return remainder, coeffs + correction

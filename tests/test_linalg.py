@@ -1,4 +1,5 @@
-"""Our restarted Lanczos against SciPy's ARPACK (``eigsh``) on the same operator, through
+"""The linear-algebra core: the shared Lanczos expansion kernel, and our restarted Lanczos
+against SciPy's ARPACK (``eigsh``) on the same operator, through
 ``LinearOperator.to_scipy()``: a dense symmetric matrix and the float64 Hessian of a real
 model (``tests/models.py``).
 
@@ -21,6 +22,7 @@ from scipy.sparse.linalg import eigsh
 
 from landscape.curvature import HessianOperator
 from landscape.linalg import DenseOperator, LinearOperator, lanczos
+from landscape.linalg.lanczos import orthogonalize
 from landscape.problem import Problem
 from tests import models
 
@@ -89,3 +91,15 @@ def test_lanczos_equals_eigsh_on_a_dense_matrix() -> None:
 @pytest.mark.parametrize("k", [1, 4])
 def test_lanczos_equals_eigsh_on_a_model_hessian(k: int) -> None:
     check_agree(model_hessian(), k)
+
+
+def test_orthogonalize_one_basis_and_a_batch_of_bases() -> None:
+    gen = torch.Generator().manual_seed(0)
+    bases = [torch.linalg.qr(torch.randn(40, 5, generator=gen, dtype=torch.float64))[0] for _ in range(3)]
+    vectors = torch.randn(3, 40, 2, generator=gen, dtype=torch.float64)
+    remainder, coeffs = orthogonalize(torch.stack(bases), vectors)
+    for p, basis in enumerate(bases):
+        single, single_coeffs = orthogonalize(basis, vectors[p])
+        assert torch.allclose(remainder[p], single, atol=1e-15) and torch.allclose(coeffs[p], single_coeffs)
+        assert (basis.T @ remainder[p]).abs().max() < 1e-14  # ⊥ the basis to working precision
+        assert torch.allclose(basis @ coeffs[p] + remainder[p], vectors[p], atol=1e-14)  # nothing lost
