@@ -43,10 +43,12 @@ class DensityResult:
 
     @property
     def num_probes(self) -> int:
+        """Rademacher probes (rows of ``nodes``)."""
         return int(self.nodes.shape[0])
 
     @property
     def num_steps(self) -> int:
+        """Lanczos steps per probe (columns of ``nodes``)."""
         return int(self.nodes.shape[1])
 
     def moment(self, order: int) -> Tensor:
@@ -54,6 +56,7 @@ class DensityResult:
         return (self.weights * self.nodes ** order).sum(dim=1)
 
     def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes of ``curvature/density`` (besides the operator's)."""
         return {"num_probes": self.num_probes, "num_steps": self.num_steps, "seed": self.seed,
                 "num_parameters": self.num_parameters, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes}

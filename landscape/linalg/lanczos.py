@@ -27,7 +27,7 @@ convergence checks, every ``check_every`` steps and at each restart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -62,18 +62,20 @@ class EigenResult:
     block_size: int
     basis_size: int
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
     method: str = "lanczos"
 
     @property
     def all_converged(self) -> bool:
+        """Every pair met the tolerance."""
         return bool(self.converged.all())
 
     @property
     def k(self) -> int:
+        """The number of eigenpairs."""
         return int(self.eigenvalues.numel())
 
     def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes of ``curvature/hessian_top``/``_bottom`` (besides the operator's)."""
         return {"which": self.which, "k": self.k, "tol": self.tol, "block_size": self.block_size,
                 "basis_size": self.basis_size, "seed": self.seed, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes, "num_restarts": self.num_restarts,

@@ -8,7 +8,7 @@ selects flat minima. This module measures it at θ*.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -64,7 +64,6 @@ class NoiseResult:
     tail_index: float
     example_grad_norms: Tensor
     hessian: HessianAlignment | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_group(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(attrs, arrays) for ``writer.write_group("noise", ...)``; see docs/architecture.md."""
@@ -108,7 +107,6 @@ class NoiseResult:
             "trace_hessian_stderr": h.trace_h.stderr if h else nan,
             "g_h_g": h.g_h_g if h else nan,
             "hessian_eigen_converged": h.eigen.all_converged if h and h.eigen else False,
-            **self.extra,
         }
         arrays: dict[str, Any] = {
             "eigenvalues": self.spectrum.eigenvalues.to(torch.float64),

@@ -26,7 +26,8 @@ GRAM_MAX_EXAMPLES = 2048
 
 
 class CovarianceOperator(LinearOperator):
-    """Σ = G_cᵀG_c/n as a :class:`~landscape.linalg.LinearOperator`: ``matvec``/``matmat`` without forming d×d."""
+    """Σ = G_cᵀG_c/n as a :class:`~landscape.linalg.LinearOperator`: ``matvec``/``matmat``
+    without forming d×d."""
 
     name = "gradient_covariance"
 
@@ -37,6 +38,7 @@ class CovarianceOperator(LinearOperator):
 
     @classmethod
     def from_gradients(cls, matrix: Tensor) -> CovarianceOperator:
+        """Σ of the per-example gradients in the rows of ``matrix`` [n ≥ 2, d]."""
         if matrix.ndim != 2 or matrix.shape[0] < 2:
             raise LandscapeError(f"need at least 2 per-example gradients as rows, got shape {tuple(matrix.shape)}")
         mean = matrix.mean(0)
@@ -44,10 +46,12 @@ class CovarianceOperator(LinearOperator):
 
     @property
     def num_examples(self) -> int:
+        """n, the examples Σ is taken over."""
         return int(self.centered.shape[0])
 
     @property
     def dim(self) -> int:
+        """d, the number of parameters (``size``)."""
         return self.size
 
     def _matmat(self, vectors: Tensor) -> Tensor:
