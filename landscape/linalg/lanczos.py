@@ -28,7 +28,7 @@ convergence checks, every ``check_every`` steps and at each restart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -166,6 +166,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     device = op.device
     floor_scale = 50 * torch.finfo(op.dtype).eps
     passes_before, matvecs_before = op.num_data_passes, op.num_matvecs
+    settings = {"which": which, "tol": tol, "block_size": block, "basis_size": basis_size, "seed": seed}
 
     basis = torch.zeros(size, basis_size, dtype=basis_dtype, device=device)
     projected = torch.zeros(basis_size, basis_size, dtype=torch.float64, device=device)
@@ -205,9 +206,8 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
             bound = torch.clamp(tol * ritz_values[wanted].abs(), min=floor_scale * float(scale))
             done = filled >= k and bool((norms[wanted] <= bound).all())
             if done or exhausted or spent:
-                return _result(op, basis, filled, ritz_values, ritz_coeffs, norms, wanted, bound,
-                               which, tol, block, basis_size, seed, restarts, return_eigenvectors,
-                               passes_before, matvecs_before)
+                return _result(op, basis, filled, _Ritz(ritz_values, ritz_coeffs, norms, wanted, bound), settings,
+                               restarts, return_eigenvectors, (passes_before, matvecs_before))
             if full:
                 kept = order[:keep]
                 coeffs_kept = ritz_coeffs[:, kept].to(device=device, dtype=basis_dtype)
@@ -222,10 +222,24 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
         filled += width
 
 
-def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coeffs: Tensor,
-            norms: Tensor, wanted: Tensor, bound: Tensor, which: str, tol: float, block: int,
-            basis_size: int, seed: int, restarts: int, return_vectors: bool, passes_before: int,
-            matvecs_before: int) -> EigenResult:
+class _Ritz(NamedTuple):
+    """The Ritz pairs at a check: all values and coefficients in the basis, residual norms,
+    the wanted indices and their convergence bounds."""
+
+    values: Tensor
+    coeffs: Tensor
+    norms: Tensor
+    wanted: Tensor
+    bound: Tensor
+
+
+def _result(op: LinearOperator, basis: Tensor, filled: int, ritz: _Ritz, settings: dict[str, Any],
+            restarts: int, return_vectors: bool, counters_before: tuple[int, int]) -> EigenResult:
+    """The wanted Ritz pairs as an :class:`EigenResult`; ``settings`` are its which, tol,
+    block_size, basis_size and seed, ``counters_before`` the operator's (passes, products)
+    when the run began."""
+    values, coeffs, norms, wanted, bound = ritz
+    passes_before, matvecs_before = counters_before
     eigenvalues = values[wanted].clone()
     residual_norms = norms[wanted].clone()
     vectors = None
@@ -244,7 +258,7 @@ def _result(op: LinearOperator, basis: Tensor, filled: int, values: Tensor, coef
         num_matvecs=op.num_matvecs - matvecs_before,
         num_data_passes=op.num_data_passes - passes_before,
         num_restarts=restarts,
-        which=which, tol=tol, block_size=block, basis_size=basis_size, seed=seed,
+        **settings,
     )
 
 
