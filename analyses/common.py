@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from landscape import Problem, zoo
-from landscape.curvature import HessianOperator, estimate_trace, lanczos
+from landscape.curvature import HessianOperator
+from landscape.linalg import estimate_trace, lanczos
 from landscape.surfaces import compute_surface, random_directions
 
 

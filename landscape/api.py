@@ -30,7 +30,8 @@ import h5py
 import numpy as np
 from torch import Tensor, nn
 
-from .curvature.step import CurvatureConfig, build_operator, compute_eigen, compute_trace, eigen_group, trace_group
+from .curvature.config import CurvatureConfig, OperatorName, TraceEstimator
+from .curvature.step import build_operator, curvature_analyses
 from .errors import LandscapeError
 from .noise.analysis import GROUP as NOISE_GROUP
 from .noise.analysis import gradient_noise as _gradient_noise
@@ -92,7 +93,17 @@ def _settings(problem: Problem, **options: Any) -> dict[str, Any]:
 Which = Literal["LA", "SA"]
 
 
-def hessian_eigs(problem: Problem, k: int = 5, *, which: Which = "LA", operator: str = "hessian",
+def _curvature(problem: Problem, config: CurvatureConfig) -> Analysis:
+    """The one curvature analysis ``config`` asks for, computed, with how to write its group."""
+    op = build_operator(problem, config)
+    config.check(op.size)
+    (analysis,) = curvature_analyses(config)
+    result, (attrs, arrays) = analysis.run(op, config)
+    return Analysis(result, lambda writer: writer.write_group(analysis.path, attrs, arrays),
+                    _settings(problem, seed=config.seed))
+
+
+def hessian_eigs(problem: Problem, k: int = 5, *, which: Which = "LA", operator: OperatorName = "hessian",
                  split: str = "train", params: Sequence[str] = (), tol: float | None = None,
                  seed: int = 0, eigenvectors: bool = False) -> Analysis:
     """The ``k`` largest (``which='LA'``) or smallest (``'SA'``) eigenvalues of the Hessian
@@ -100,27 +111,18 @@ def hessian_eigs(problem: Problem, k: int = 5, *, which: Which = "LA", operator:
     Lanczos, with residuals and convergence flags. ``params``: fnmatch patterns restricting
     the parameters."""
     config = CurvatureConfig(top=k if which == "LA" else 0, bottom=k if which == "SA" else 0, trace=False,
-                             operator=operator, split=split, param_patterns=list(params), tol=tol, seed=seed,
+                             operator=operator, split=split, param_patterns=tuple(params), tol=tol, seed=seed,
                              store_eigenvectors=eigenvectors)
-    op = build_operator(problem, config)
-    config.check(op.size)
-    result = compute_eigen(op, k, which, config, return_eigenvectors=eigenvectors)
-    group = "curvature/hessian_top" if which == "LA" else "curvature/hessian_bottom"
-    attrs, arrays = eigen_group(result, op, config)
-    return Analysis(result, lambda writer: writer.write_group(group, attrs, arrays), _settings(problem, seed=seed))
+    return _curvature(problem, config)
 
 
-def hessian_trace(problem: Problem, probes: int = 30, *, method: Literal["hutch++", "hutchinson"] = "hutch++",
-                  operator: str = "hessian", split: str = "train", seed: int = 0) -> Analysis:
+def hessian_trace(problem: Problem, probes: int = 30, *, method: TraceEstimator = "hutch++",
+                  operator: OperatorName = "hessian", split: str = "train", seed: int = 0) -> Analysis:
     """tr(H) of the risk on ``split`` by Hutch++ (or Hutchinson) with ``probes`` products,
     with its standard error."""
     config = CurvatureConfig(top=0, trace=True, operator=operator, split=split, seed=seed,
                              trace_method=method, trace_probes=probes)
-    op = build_operator(problem, config)
-    config.check(op.size)
-    attrs, arrays = trace_group(result := compute_trace(op, config), op, config)
-    return Analysis(result, lambda writer: writer.write_group("curvature/trace", attrs, arrays),
-                    _settings(problem, seed=seed))
+    return _curvature(problem, config)
 
 
 # ---------------------------------------------------------------------------- surfaces

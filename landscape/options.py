@@ -12,7 +12,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,42 +227,53 @@ def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------- options from configs
 def option(default: Any, help: str, *, minimum: int | None = None, metavar: str | None = None,
-           negative_flag: str | None = None) -> Any:
+           negative_flag: str | None = None, flag: str | None = None) -> Any:
     """A config field that is also a command-line option: the default and the help live here
     once; :func:`add_config_arguments` turns it into an argparse option. ``minimum`` for
-    integers; ``negative_flag`` names the ``--no-...`` switch of a field that defaults to True."""
+    integers; ``negative_flag`` names the ``--no-...`` switch of a field that defaults to True;
+    ``flag`` names the option when it is not the field's name (``--eigenvectors`` for
+    ``store_eigenvectors``)."""
     return dataclasses.field(default=default, metadata={"help": help, "minimum": minimum, "metavar": metavar,
-                                                        "negative_flag": negative_flag})
+                                                        "negative_flag": negative_flag, "flag": flag})
 
 
-def add_config_arguments(group: Any, config: type, prefix: str = "", *, skip: Sequence[str] = ()) -> None:
-    """An option ``--<prefix><field-name>`` for every field of the dataclass ``config`` made with
-    :func:`option` (ints ≥ ``minimum``, Literals as choices, bools as switches, int pairs as
-    two values)."""
+def add_config_arguments(group: Any, config: type, prefix: str = "", *, skip: Sequence[str] = (),
+                         defaults: Mapping[str, Any] | None = None) -> None:
+    """An option ``--<prefix><field-name>`` (or ``--<prefix><flag>``) for every field of the
+    dataclass ``config`` made with :func:`option` (ints ≥ ``minimum``, Literals as choices,
+    bools as switches, int pairs as two values, ``tuple[str, ...]`` as a repeatable option
+    collecting its values). ``defaults`` replaces the config's default of some fields for this
+    command (a bool defaulting to False there becomes a plain ``--flag`` switch)."""
     hints = typing.get_type_hints(config)
     for spec in dataclasses.fields(config):
         if "help" not in spec.metadata or spec.name in skip:
             continue
         meta, kind = spec.metadata, hints[spec.name]
-        flag = f"--{prefix}{spec.name.replace('_', '-')}"
+        default = (defaults or {}).get(spec.name, spec.default)
+        flag = f"--{prefix}{(meta.get('flag') or spec.name).replace('_', '-')}"
         kwargs: dict[str, Any] = {"help": meta["help"], "dest": f"{prefix}{spec.name}".replace("-", "_")}
         if kind is bool:
-            flag = f"--{prefix}{meta['negative_flag']}" if spec.default else flag
-            kwargs["action"] = "store_false" if spec.default else "store_true"
-            kwargs["default"] = spec.default
+            if default and not meta["negative_flag"]:
+                raise TypeError(f"{config.__name__}.{spec.name} defaults to True: give it a negative_flag")
+            flag = f"--{prefix}{meta['negative_flag']}" if default else flag
+            kwargs["action"] = "store_false" if default else "store_true"
+            kwargs["default"] = default
             group.add_argument(flag, **kwargs)
             continue
         args = [a for a in typing.get_args(kind) if a is not type(None)]
         base = args[0] if typing.get_origin(kind) in (typing.Union, types.UnionType) else kind
         if typing.get_origin(base) is typing.Literal:
             kwargs["choices"] = list(typing.get_args(base))
+        elif typing.get_origin(base) is tuple and typing.get_args(base)[-1] is Ellipsis:
+            kwargs["action"] = "append"  # repeatable; the values collected after the default's
+            default = list(default)
         elif typing.get_origin(base) is tuple:
             kwargs.update(nargs=len(typing.get_args(base)), type=integer(meta["minimum"] or 1))
         elif base is int:
             kwargs["type"] = integer(meta["minimum"] if meta["minimum"] is not None else 0)
         elif base is float:
             kwargs["type"] = positive_float
-        kwargs.update(default=spec.default, metavar=meta["metavar"])
+        kwargs.update(default=default, metavar=meta["metavar"])
         group.add_argument(flag, **kwargs)
 
 

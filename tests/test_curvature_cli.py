@@ -131,3 +131,27 @@ def test_bad_models_and_losses_are_refused() -> None:
 class _NoGroups:
     def has_group(self, _path: str, _expected: object = None) -> bool:
         return False
+
+
+def test_hessian_options_come_from_the_config() -> None:
+    """``landscape hessian``'s options are CurvatureConfig's fields: defaults (the trace off
+    unless asked), the repeatable --params and --eigenvectors; the Literals are the choices."""
+    from typing import get_args
+
+    from landscape.cli import build_parser
+    from landscape.curvature.cli import config_from_args
+    from landscape.curvature.config import OperatorName
+    from landscape.curvature.operators import OPERATORS
+    from landscape.curvature.step import Eigenpairs, Trace, curvature_analyses
+
+    assert set(get_args(OperatorName)) == set(OPERATORS)
+    plain = config_from_args(build_parser().parse_args(["hessian", "x.pt", "--seed", "3"]))
+    assert plain == CurvatureConfig(trace=False, seed=3)
+    assert curvature_analyses(plain) == [Eigenpairs("hessian_top", "LA", 5)]
+    assert curvature_analyses(CurvatureConfig()) == [Eigenpairs("hessian_top", "LA", 5), Trace()]  # the scan's
+    given = config_from_args(build_parser().parse_args(
+        ["hessian", "x.pt", "--params", "fc.*", "--params", "*.bias", "--eigenvectors", "--trace",
+         "--operator", "ggn", "--bottom", "2"]))
+    assert given.param_patterns == ("fc.*", "*.bias") and given.store_eigenvectors and given.trace
+    assert [a.path for a in curvature_analyses(given)] == ["curvature/hessian_top", "curvature/hessian_bottom",
+                                                           "curvature/trace"]

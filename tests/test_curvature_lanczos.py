@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from curvature_cases import cnn_problem, dense_hessian, linear_regression_problem, mlp_problem, rnn_problem
-from landscape.curvature import DenseOperator, HessianOperator, lanczos
+from landscape.curvature import HessianOperator
 from landscape.errors import LandscapeError
+from landscape.linalg import DenseOperator, lanczos
 
 
 def with_spectrum(values: torch.Tensor, seed: int = 0) -> torch.Tensor:

@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from curvature_cases import dense_hessian, mlp_problem
-from landscape.curvature import HessianOperator, estimate_trace, smooth_density, spectral_density
-from landscape.curvature.trace import rademacher
+from landscape.curvature import HessianOperator
+from landscape.linalg import estimate_trace, smooth_density, spectral_density
+from landscape.linalg.trace import rademacher
 from landscape.errors import LandscapeError
 
 

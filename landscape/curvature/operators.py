@@ -9,6 +9,7 @@ chosen by ``fnmatch`` name patterns. Vectors are flat over the selected paramete
 columns: per batch, the forward pass and first backward are shared and the ``m``
 second-order products are batched with ``vmap``. Counters record HVPs (``num_matvecs``)
 and sweeps over the data (``num_data_passes``) so algorithms can report their cost.
+The base class and the solvers are the linear-algebra core's (:mod:`landscape.linalg`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils._pytree import tree_map
 from ..errors import LandscapeError
 from ..fallback import (Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported,
                         vmap_or_loop)
+from ..linalg.operators import LinearOperator, is_low_precision
 from ..params import Params, flatten_columns, unflatten_columns
 from ..per_example import batch_example_gradients
 from ..per_example import examples_per_chunk as default_examples_per_chunk
@@ -36,87 +38,11 @@ from ..problem import Batch, Problem
 HVPMode = Literal["auto", "reverse", "forward", "autograd"]
 
 
-# ---------------------------------------------------------------------------- base
-class LinearOperator:
-    """A symmetric linear operator with ``matvec``/``matmat`` and cost counters."""
-
-    name = "linear"
-
-    def __init__(self, size: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.size = size
-        self.dtype = dtype
-        self.device = device
-        self.num_matvecs = 0
-        self.num_data_passes = 0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.size, self.size)
-
-    def matmat(self, vectors: Tensor) -> Tensor:
-        """``A @ V`` for ``V`` of shape ``[D, m]`` (one data pass for all columns)."""
-        if vectors.ndim != 2 or vectors.shape[0] != self.size:
-            raise LandscapeError(f"{self.name} operator: expected vectors of shape [{self.size}, m], "
-                                 f"got {list(vectors.shape)}")
-        out = self._matmat(vectors.to(device=self.device, dtype=self.dtype))
-        self.num_matvecs += vectors.shape[1]
-        self.num_data_passes += 1
-        return out
-
-    def matvec(self, vector: Tensor) -> Tensor:
-        return self.matmat(vector.reshape(-1, 1))[:, 0]
-
-    def __matmul__(self, other: Tensor) -> Tensor:
-        return self.matvec(other) if other.ndim == 1 else self.matmat(other)
-
-    def reset_counters(self) -> None:
-        self.num_matvecs = 0
-        self.num_data_passes = 0
-
-    def describe(self) -> dict[str, Any]:
-        """Attributes worth storing next to results computed with this operator."""
-        return {"operator": self.name, "num_parameters": self.size}
-
-    def _matmat(self, vectors: Tensor) -> Tensor:
-        raise NotImplementedError
-
-
-class DenseOperator(LinearOperator):
-    """An explicit symmetric matrix (synthetic spectra in tests, small dense Hessians)."""
-
-    name = "dense"
-
-    def __init__(self, matrix: Tensor) -> None:
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-            raise LandscapeError(f"dense operator: expected a square matrix, got {list(matrix.shape)}")
-        super().__init__(matrix.shape[0], matrix.dtype, matrix.device)
-        self.matrix = matrix
-
-    def _matmat(self, vectors: Tensor) -> Tensor:
-        return self.matrix @ vectors
-
-
-def is_low_precision(dtype: torch.dtype) -> bool:
-    """True for dtypes coarser than float32 (bfloat16, float16)."""
-    return torch.finfo(dtype).eps > torch.finfo(torch.float32).eps
-
-
 def _accumulator(vectors: Tensor) -> Tensor:
     """Zeros for a sum of products over batches: float32 for 16-bit ``vectors`` (one rounding
     to their dtype at the end, not one per batch), their own dtype otherwise."""
     dtype = torch.float32 if is_low_precision(vectors.dtype) else vectors.dtype
     return torch.zeros(vectors.shape, dtype=dtype, device=vectors.device)
-
-
-def as_operator(operator: LinearOperator | Tensor) -> LinearOperator:
-    return DenseOperator(operator) if isinstance(operator, Tensor) else operator
-
-
-def to_dense(operator: LinearOperator, chunk: int = 256) -> Tensor:
-    """Materialize ``operator`` by applying it to the identity, ``chunk`` columns per pass
-    (a test harness; symmetric by construction of the operators, not enforced)."""
-    eye = torch.eye(operator.size, dtype=operator.dtype, device=operator.device)
-    return torch.cat([operator.matmat(eye[:, i:i + chunk]) for i in range(0, operator.size, chunk)], dim=1)
 
 
 # ---------------------------------------------------------------------------- parameters

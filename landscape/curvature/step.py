@@ -8,79 +8,28 @@ once, complete, with its parameters as attributes; a resumed scan skips finished
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
 from ..errors import LandscapeError
-from ..memory import require_fits
+from ..linalg.density import DensityResult, spectral_density
+from ..linalg.lanczos import EigenResult, lanczos
+from ..linalg.trace import TraceResult, estimate_trace
 from ..params import unflatten_columns
 from ..problem import Problem
 from ..progress import progress
 from ..surfaces.directions import NamedDirection
-from .density import DensityResult, spectral_density
-from .lanczos import EigenResult, basis_size_for, lanczos
+from .config import CurvatureConfig, OperatorName
 from .operators import ProblemOperator, make_operator, select_parameters
-from .trace import MIN_PROBES, TraceResult, estimate_trace
 
 GROUP = "curvature"
-
-
-@dataclass
-class CurvatureConfig:
-    """What to compute: ``top``/``bottom`` eigenvalues (0 = skip), trace, density."""
-
-    top: int = 5
-    bottom: int = 0
-    trace: bool = True
-    density: bool = False
-    operator: str = "hessian"
-    split: str = "train"
-    param_patterns: list[str] = field(default_factory=list)
-    tol: float | None = None
-    block_size: int = 1
-    max_basis: int | None = None
-    max_matvecs: int | None = None
-    hvp_mode: str = "auto"
-    seed: int = 0
-    trace_method: str = "hutch++"
-    trace_probes: int = 30
-    density_probes: int = 4
-    density_steps: int = 40
-    store_eigenvectors: bool = False
-
-    def check(self, num_parameters: int) -> None:
-        """Refuse options that cannot work on ``num_parameters`` selected parameters, or whose
-        vectors cannot fit in memory, before anything is computed."""
-        if not (self.top or self.bottom or self.trace or self.density):
-            raise LandscapeError("nothing to compute: ask for --top K, --bottom K, --trace or --density")
-        for name in ("top", "bottom"):
-            k = getattr(self, name)
-            if k < 0 or k > num_parameters:
-                raise LandscapeError(f"--{name} {k}: the operator has {num_parameters} selected parameters; "
-                                     f"choose 0 ≤ {name} ≤ {num_parameters}")
-        if self.tol is not None and not self.tol > 0:
-            raise LandscapeError(f"--tol must be positive, got {self.tol}")
-        if self.block_size < 1:
-            raise LandscapeError(f"--block-size must be ≥ 1, got {self.block_size}")
-        vectors = 0
-        for k in (self.top, self.bottom):
-            if k:
-                vectors = max(vectors, basis_size_for(num_parameters, k, min(self.block_size, num_parameters),
-                                                      self.max_basis))
-        if self.trace and self.trace_probes < MIN_PROBES[self.trace_method]:
-            raise LandscapeError(f"--trace-probes {self.trace_probes}: {self.trace_method} needs at least "
-                                 f"{MIN_PROBES[self.trace_method]} for a standard error")
-        if self.density:
-            if self.density_probes < 1 or self.density_steps < 1:
-                raise LandscapeError("--density-probes and --density-steps must be ≥ 1")
-            vectors = max(vectors, self.density_probes * min(self.density_steps, num_parameters))
-        require_fits(8 * num_parameters * vectors, f"curvature ({vectors} vectors of {num_parameters} "
-                     "parameters in float64)", "lower --max-basis, --top/--bottom or the density probes/steps")
+Group = tuple[dict[str, Any], dict[str, Any]]  # an HDF5 group's attributes and datasets
 
 
 def build_operator(problem: Problem, config: CurvatureConfig) -> ProblemOperator:
+    """The operator ``config`` names, over its split and parameters."""
     return make_operator(problem, config.operator, split=config.split,
                          param_patterns=config.param_patterns or None, hvp_mode=config.hvp_mode)
 
@@ -92,8 +41,7 @@ def _operator_attrs(op: ProblemOperator, config: CurvatureConfig) -> dict[str, A
             "bn_policy_used": described["bn_policy_used"], "dropout": described["dropout"]}
 
 
-def eigen_group(result: EigenResult, op: ProblemOperator, config: CurvatureConfig
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
+def eigen_group(result: EigenResult, op: ProblemOperator, config: CurvatureConfig) -> Group:
     """Attributes and datasets of ``curvature/hessian_top`` / ``hessian_bottom``."""
     attrs = {**_operator_attrs(op, config), **result.attrs()}
     arrays: dict[str, Any] = {"eigenvalues": result.eigenvalues.to(torch.float64),
@@ -107,10 +55,14 @@ def eigen_group(result: EigenResult, op: ProblemOperator, config: CurvatureConfi
     return attrs, arrays
 
 
-def trace_group(result: TraceResult, op: ProblemOperator, config: CurvatureConfig
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
+def trace_group(result: TraceResult, op: ProblemOperator, config: CurvatureConfig) -> Group:
     """Attributes and datasets of ``curvature/trace``."""
     return {**_operator_attrs(op, config), **result.attrs()}, {"samples": result.samples.to(torch.float64)}
+
+
+def density_group(result: DensityResult, op: ProblemOperator, config: CurvatureConfig) -> Group:
+    """Attributes and datasets of ``curvature/density``."""
+    return {**_operator_attrs(op, config), **result.attrs()}, {"nodes": result.nodes, "weights": result.weights}
 
 
 def eigenvector_tensors(result: EigenResult, op: ProblemOperator) -> dict[str, torch.Tensor]:
@@ -122,18 +74,90 @@ def eigenvector_tensors(result: EigenResult, op: ProblemOperator) -> dict[str, t
 
 def compute_eigen(op: ProblemOperator, k: int, which: str, config: CurvatureConfig,
                   return_eigenvectors: bool = False) -> EigenResult:
+    """``k`` eigenpairs of ``op`` by :func:`~landscape.linalg.lanczos` with ``config``'s settings."""
     return lanczos(op, k, which, tol=config.tol, block_size=config.block_size,  # type: ignore[arg-type]
                    max_basis=config.max_basis, max_matvecs=config.max_matvecs, seed=config.seed,
                    return_eigenvectors=return_eigenvectors)
 
 
 def compute_trace(op: ProblemOperator, config: CurvatureConfig) -> TraceResult:
+    """tr(``op``) by :func:`~landscape.linalg.estimate_trace` with ``config``'s settings."""
     return estimate_trace(op, config.trace_probes, method=config.trace_method,  # type: ignore[arg-type]
                           seed=config.seed)
 
 
 def compute_density(op: ProblemOperator, config: CurvatureConfig) -> DensityResult:
+    """``op``'s SLQ density by :func:`~landscape.linalg.spectral_density` with ``config``'s settings."""
     return spectral_density(op, config.density_probes, config.density_steps, seed=config.seed)
+
+
+# ---------------------------------------------------------------------------- the analyses
+class _CurvatureGroup:
+    name: str
+
+    @property
+    def path(self) -> str:
+        """The analysis's HDF5 group, ``curvature/<name>``."""
+        return f"{GROUP}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Eigenpairs(_CurvatureGroup):
+    """``k`` extreme eigenpairs into ``curvature/hessian_top`` (``which='LA'``) or
+    ``curvature/hessian_bottom`` (``'SA'``)."""
+
+    name: str
+    which: Literal["LA", "SA"]
+    k: int
+
+    def run(self, op: ProblemOperator, config: CurvatureConfig) -> tuple[EigenResult, Group]:
+        """Restarted Lanczos on ``op`` (eigenvectors kept when ``config.store_eigenvectors``),
+        and the group's attributes and datasets."""
+        result = compute_eigen(op, self.k, self.which, config, config.store_eigenvectors)
+        return result, eigen_group(result, op, config)
+
+
+@dataclass(frozen=True)
+class Trace(_CurvatureGroup):
+    """tr(A) with a standard error into ``curvature/trace``."""
+
+    name: str = "trace"
+    k: int = 0  # no eigenvalues: any finished group will do
+
+    def run(self, op: ProblemOperator, config: CurvatureConfig) -> tuple[TraceResult, Group]:
+        """Hutch++ or Hutchinson with ``config.trace_probes`` products, and the group."""
+        result = compute_trace(op, config)
+        return result, trace_group(result, op, config)
+
+
+@dataclass(frozen=True)
+class Density(_CurvatureGroup):
+    """The SLQ spectral density into ``curvature/density``."""
+
+    name: str = "density"
+    k: int = 0
+
+    def run(self, op: ProblemOperator, config: CurvatureConfig) -> tuple[DensityResult, Group]:
+        """SLQ with ``config.density_probes`` probes of ``config.density_steps`` steps, and the group."""
+        result = compute_density(op, config)
+        return result, density_group(result, op, config)
+
+
+CurvatureAnalysis = Eigenpairs | Trace | Density
+
+
+def curvature_analyses(config: CurvatureConfig) -> list[CurvatureAnalysis]:
+    """The analyses ``config`` asks for, in the order they run (and print)."""
+    wanted: list[CurvatureAnalysis] = []
+    if config.top:
+        wanted.append(Eigenpairs("hessian_top", "LA", config.top))
+    if config.bottom:
+        wanted.append(Eigenpairs("hessian_bottom", "SA", config.bottom))
+    if config.trace:
+        wanted.append(Trace())
+    if config.density:
+        wanted.append(Density())
+    return wanted
 
 
 def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dict[str, Any]:
@@ -141,38 +165,19 @@ def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dic
 
     Returns the results computed in this call by group name (for printing).
     """
-    wanted = []
-    if config.top:
-        wanted.append(("hessian_top", "LA", config.top))
-    if config.bottom:
-        wanted.append(("hessian_bottom", "SA", config.bottom))
-    if config.trace:
-        wanted.append(("trace", "", 0))
-    if config.density:
-        wanted.append(("density", "", 0))
     same = {"operator": config.operator, "split": config.split, "param_patterns": list(config.param_patterns)}
-    todo = [w for w in wanted if not _finished(writer, f"{GROUP}/{w[0]}", same, w[2])]
+    todo = [a for a in curvature_analyses(config) if not _finished(writer, a.path, same, a.k)]
     if not todo:
         return {}
     op = build_operator(problem, config)
     config.check(op.size)
     done: dict[str, Any] = {}
     with progress(len(todo), f"curvature ({op.name})", "analysis") as bar:
-        for name, which, k in todo:
+        for analysis in todo:
             op.reset_counters()
-            path = f"{GROUP}/{name}"
-            if which:
-                result = compute_eigen(op, k, which, config, config.store_eigenvectors)
-                attrs, arrays = eigen_group(result, op, config)
-            elif name == "trace":
-                result = compute_trace(op, config)
-                attrs, arrays = trace_group(result, op, config)
-            else:
-                result = compute_density(op, config)
-                attrs = {**_operator_attrs(op, config), **result.attrs()}
-                arrays = {"nodes": result.nodes, "weights": result.weights}
-            writer.write_group(path, attrs, arrays)
-            done[name] = result
+            result, (attrs, arrays) = analysis.run(op, config)
+            writer.write_group(analysis.path, attrs, arrays)
+            done[analysis.name] = result
             bar.update(1)
     return done
 
@@ -188,12 +193,13 @@ def _finished(writer: Any, path: str, same: dict[str, Any], k: int) -> bool:
     return True
 
 
-def hessian_step(top: int = 5, bottom: int = 0, trace: bool = True, density: bool = False,
-                 **options: Any) -> Any:
-    """A :class:`landscape.scan.ScanStep` running :func:`run_curvature` (scan default: top-5, trace)."""
+def hessian_step(**options: Any) -> Any:
+    """A :class:`landscape.scan.ScanStep` running :func:`run_curvature` with a
+    :class:`CurvatureConfig` of ``options`` (its defaults, the scan's: top-5 eigenvalues and
+    the trace)."""
     from ..scan import ScanStep
 
-    config = CurvatureConfig(top=top, bottom=bottom, trace=trace, density=density, **options)
+    config = CurvatureConfig(**options)
     return ScanStep(GROUP, lambda problem, writer: run_curvature(problem, writer, config),
                     lambda problem: check_curvature(problem, config))
 
@@ -208,14 +214,14 @@ def check_curvature(problem: Problem, config: CurvatureConfig) -> None:
 
 def hessian_directions(problem: Problem, count: int = 2, *, split: str = "train",
                        param_patterns: Sequence[str] | None = None, seed: int = 0,
-                       tol: float | None = None, operator: str = "hessian") -> list[NamedDirection]:
+                       tol: float | None = None, operator: OperatorName = "hessian") -> list[NamedDirection]:
     """The top ``count`` Hessian eigenvectors as unit-norm surface directions ``d0, d1, ...``.
 
     Parameters outside ``param_patterns`` get zeros. The eigenvalue, residual and
     convergence flag are recorded in each direction's attributes.
     """
     config = CurvatureConfig(top=count, trace=False, split=split, operator=operator,
-                             param_patterns=list(param_patterns or []), seed=seed, tol=tol)
+                             param_patterns=tuple(param_patterns or ()), seed=seed, tol=tol)
     op = build_operator(problem, config)
     config.check(op.size)
     result = compute_eigen(op, count, "LA", config, return_eigenvectors=True)

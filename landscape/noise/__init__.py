@@ -4,8 +4,8 @@ Main entry point: :func:`gradient_noise` (a :class:`NoiseResult`, written to the
 ``noise``). The pieces are usable alone: :func:`per_example_gradients` (from
 ``landscape.per_example``, shared with the empirical Fisher operator),
 :class:`CovarianceOperator` / :func:`covariance_spectrum`, :func:`two_batch_noise_scale`,
-:func:`alpha_stable_tail_index`. Everything on the Hessian side (HVPs, Lanczos, traces) is
-the curvature engine's: ``landscape.curvature``.
+:func:`alpha_stable_tail_index`. The solvers (Lanczos, traces) are the linear-algebra
+core's (``landscape.linalg``), the Hessian operator is ``landscape.curvature``'s.
 """
 
 from ..per_example import (PerExampleGradients, check_mean_reduction, gather_examples,

@@ -8,16 +8,17 @@ selects flat minima. This module measures it at θ*.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..curvature.lanczos import EigenResult, lanczos
-from ..curvature.operators import HessianOperator, LinearOperator
-from ..curvature.trace import TraceResult, estimate_trace
+from ..curvature.operators import HessianOperator
 from ..errors import LandscapeError
+from ..linalg.lanczos import EigenResult, lanczos
+from ..linalg.operators import LinearOperator
+from ..linalg.trace import TraceResult, estimate_trace
 from ..per_example import check_mean_reduction, per_example_gradients, select_examples
 from ..problem import Problem
 from ..progress import progress
@@ -63,7 +64,6 @@ class NoiseResult:
     tail_index: float
     example_grad_norms: Tensor
     hessian: HessianAlignment | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_group(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(attrs, arrays) for ``writer.write_group("noise", ...)``; see docs/architecture.md."""
@@ -107,7 +107,6 @@ class NoiseResult:
             "trace_hessian_stderr": h.trace_h.stderr if h else nan,
             "g_h_g": h.g_h_g if h else nan,
             "hessian_eigen_converged": h.eigen.all_converged if h and h.eigen else False,
-            **self.extra,
         }
         arrays: dict[str, Any] = {
             "eigenvalues": self.spectrum.eigenvalues.to(torch.float64),

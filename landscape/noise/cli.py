@@ -20,6 +20,7 @@ HELP = "gradient-noise covariance Σ, noise scales and their alignment with H"
 
 
 def add_noise_arguments(parser: argparse.ArgumentParser) -> None:
+    """``landscape noise``: the checkpoint, the shared problem options and NoiseConfig's."""
     parser.add_argument("checkpoint", help="checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)")
     add_problem_arguments(parser, output_name="noise")
     add_config_arguments(parser.add_argument_group("gradient noise"), NoiseConfig, skip=["seed"])
@@ -48,6 +49,7 @@ def noise_steps_from_args(args: argparse.Namespace, provenance: dict[str, Any]) 
 
 
 def run_noise(args: argparse.Namespace) -> int:
+    """``landscape noise``: compute into the results file and print the summary."""
     problem, provenance = problem_from_args(args)
     step = noise_step(noise_config(args, provenance))
     path = run_into_file(args, problem, provenance, [step], {"seed": args.seed}, [args.checkpoint])
@@ -67,6 +69,7 @@ SUMMARY = [
 
 
 def print_summary(path: Path) -> None:
+    """The noise group's main numbers, one per line."""
     from ..store import open_results, read_attr
 
     with open_results(path) as handle:

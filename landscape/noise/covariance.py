@@ -18,15 +18,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..curvature.lanczos import EigenResult, lanczos, relative_residuals
-from ..curvature.operators import LinearOperator
 from ..errors import LandscapeError
+from ..linalg.lanczos import EigenResult, lanczos, relative_residuals
+from ..linalg.operators import LinearOperator
 
 GRAM_MAX_EXAMPLES = 2048
 
 
 class CovarianceOperator(LinearOperator):
-    """Σ = G_cᵀG_c/n as a curvature-style operator: ``matvec``/``matmat`` without forming d×d."""
+    """Σ = G_cᵀG_c/n as a :class:`~landscape.linalg.LinearOperator`: ``matvec``/``matmat``
+    without forming d×d."""
 
     name = "gradient_covariance"
 
@@ -37,6 +38,7 @@ class CovarianceOperator(LinearOperator):
 
     @classmethod
     def from_gradients(cls, matrix: Tensor) -> CovarianceOperator:
+        """Σ of the per-example gradients in the rows of ``matrix`` [n ≥ 2, d]."""
         if matrix.ndim != 2 or matrix.shape[0] < 2:
             raise LandscapeError(f"need at least 2 per-example gradients as rows, got shape {tuple(matrix.shape)}")
         mean = matrix.mean(0)
@@ -44,10 +46,12 @@ class CovarianceOperator(LinearOperator):
 
     @property
     def num_examples(self) -> int:
+        """n, the examples Σ is taken over."""
         return int(self.centered.shape[0])
 
     @property
     def dim(self) -> int:
+        """d, the number of parameters (``size``)."""
         return self.size
 
     def _matmat(self, vectors: Tensor) -> Tensor:
@@ -70,8 +74,8 @@ class CovarianceOperator(LinearOperator):
 
 def covariance_spectrum(op: CovarianceOperator, k: int, *, method: str = "auto",
                         tol: float = 1e-8, seed: int = 0) -> EigenResult:
-    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos": the curvature engine's
-    Lanczos on ``op``; "auto" picks by n), with eigenvectors.
+    """Top-k eigenpairs of Σ ("gram": exact via n×n eigh; "lanczos": the linear-algebra
+    core's Lanczos on ``op``; "auto" picks by n), with eigenvectors.
 
     k is capped at n − 1, the rank of Σ after centering, and at d; the Gram method also
     stops at the numerical rank (eigenvalues above n·1e-13·λ_max).

@@ -9,7 +9,9 @@ stored as nodes and weights; smoothing (a Gaussian of width σ) happens at view 
 quadratic forms: Σ w θ = qᵀAq and Σ w θ² = ‖Aq‖² (for ≥ 2 steps).
 
 All probes run together: each step is one ``matmat`` over the probes (one data pass),
-with full reorthogonalization of every probe against its own basis.
+with full reorthogonalization of every probe against its own basis by
+:func:`landscape.linalg.lanczos.orthogonalize` (the two-pass Gram–Schmidt of the
+restarted solver's expansion step).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..errors import LandscapeError
+from .lanczos import orthogonalize
 from .operators import LinearOperator, as_operator
 from .trace import rademacher
 
@@ -40,10 +43,12 @@ class DensityResult:
 
     @property
     def num_probes(self) -> int:
+        """Rademacher probes (rows of ``nodes``)."""
         return int(self.nodes.shape[0])
 
     @property
     def num_steps(self) -> int:
+        """Lanczos steps per probe (columns of ``nodes``)."""
         return int(self.nodes.shape[1])
 
     def moment(self, order: int) -> Tensor:
@@ -51,6 +56,7 @@ class DensityResult:
         return (self.weights * self.nodes ** order).sum(dim=1)
 
     def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes of ``curvature/density`` (besides the operator's)."""
         return {"num_probes": self.num_probes, "num_steps": self.num_steps, "seed": self.seed,
                 "num_parameters": self.num_parameters, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes}
@@ -74,13 +80,11 @@ def spectral_density(operator: LinearOperator | Tensor, num_probes: int = 4, num
     tiny = torch.finfo(torch.float64).tiny
     for i in range(steps):
         w = op.matmat(basis[i].to(op.dtype)).to(torch.float64)
-        done = basis[: i + 1]
-        coeffs = torch.einsum("jdp,dp->jp", done, w)
-        w = w - torch.einsum("jdp,jp->dp", done, coeffs)
-        correction = torch.einsum("jdp,dp->jp", done, w)
-        w = w - torch.einsum("jdp,jp->dp", done, correction)
-        alphas[i] = coeffs[i] + correction[i]
+        per_probe = basis[: i + 1].permute(2, 1, 0)  # [probes, D, i + 1]: each probe's own basis
+        remainder, coeffs = orthogonalize(per_probe, w.T.unsqueeze(-1))
+        alphas[i] = coeffs[:, i, 0]
         if i + 1 < steps:
+            w = remainder[:, :, 0].T
             norms = w.norm(dim=0)
             betas[i] = norms
             basis[i + 1] = w / norms.clamp(min=tiny)  # breakdown: β≈0 decouples the rest of T

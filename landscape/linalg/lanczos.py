@@ -134,19 +134,22 @@ class EigenResult:
     block_size: int
     basis_size: int
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
     method: str = "lanczos"
     error_bounds: Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # how the run stopped (see :func:`lanczos`)
 
     @property
     def all_converged(self) -> bool:
+        """Every pair met the tolerance."""
         return bool(self.converged.all())
 
     @property
     def k(self) -> int:
+        """The number of eigenpairs."""
         return int(self.eigenvalues.numel())
 
     def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes of ``curvature/hessian_top``/``_bottom`` (besides the operator's)."""
         return {"which": self.which, "k": self.k, "tol": self.tol, "block_size": self.block_size,
                 "basis_size": self.basis_size, "seed": self.seed, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes, "num_restarts": self.num_restarts,
@@ -306,6 +309,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     floor = residual_floor(op.dtype)
     verdict = _Verdict(op)
     passes_before, matvecs_before = op.num_data_passes, op.num_matvecs
+    settings = {"which": which, "tol": tol, "block_size": block, "basis_size": basis_size, "seed": seed}
 
     basis = torch.zeros(size, basis_size, dtype=torch.float64, device=device)
     projected = torch.zeros(basis_size, basis_size, dtype=torch.float64, device=device)
@@ -392,3 +396,21 @@ def relative_residuals(norms: Tensor, values: Tensor) -> Tensor:
     magnitude = values.abs()
     return torch.where(magnitude > 0, norms / magnitude.clamp(min=torch.finfo(torch.float64).tiny),
                        torch.where(norms > 0, torch.inf, 0.0))
+
+
+def orthogonalize(basis: Tensor, vectors: Tensor) -> tuple[Tensor, Tensor]:
+    """The Lanczos expansion kernel: ``vectors`` minus their projection on the orthonormal
+    columns of ``basis``, by classical Gram–Schmidt run twice ("twice is enough": full
+    reorthogonalization to working precision, so no ghost eigenvalues), and the projection
+    coefficients ``basisᵀ·vectors`` (both passes summed: the new column of T = QᵀAQ).
+
+    ``basis`` ``[..., D, j]``, ``vectors`` ``[..., D, m]``; leading dimensions batch independent
+    bases (SLQ keeps one basis per probe). Returns ``(remainder, coefficients)`` of shapes
+    ``[..., D, m]`` and ``[..., j, m]``. (:func:`lanczos` does these two passes inline on its
+    single block basis.)
+    """
+    coeffs = basis.mT @ vectors
+    remainder = vectors - basis @ coeffs
+    correction = basis.mT @ remainder
+    remainder = remainder - basis @ correction
+    return remainder, coeffs + correction

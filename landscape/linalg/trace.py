@@ -48,6 +48,7 @@ class TraceResult:
     diagonal_stderr: Tensor | None = None
 
     def attrs(self) -> dict[str, Any]:
+        """The HDF5 attributes of ``curvature/trace`` (besides the operator's)."""
         return {"method": self.method, "num_probes": self.num_probes, "estimate": self.estimate,
                 "stderr": self.stderr, "seed": self.seed, "num_matvecs": self.num_matvecs,
                 "num_data_passes": self.num_data_passes}
