@@ -114,7 +114,7 @@ class Fallback:
         self.reason = f"{self.label} failed: {type(exc).__name__}: {first_line(exc)}"
 
 
-def vmap_or_loop(fn: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]],
+def vmap_or_loop(fn: Callable[[dict[str, Tensor]], Mapping[str, Tensor]],
                  block: Mapping[str, Tensor], fallback: Fallback) -> dict[str, Tensor]:
     """``fn`` applied to every slice along dim 0 of ``block`` (``{name: [m, ...]}``), stacked:
     one ``vmap`` call, or one call per slice once ``fallback`` says vmap is unsupported."""
@@ -123,4 +123,4 @@ def vmap_or_loop(fn: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]],
         rows = [fn({n: v[i] for n, v in block.items()}) for i in range(m)]
         return {n: torch.stack([r[n] for r in rows]) for n in rows[0]}
 
-    return fallback.run(lambda: dict(vmap(fn)(block)), loop)
+    return fallback.run(lambda: dict(vmap(fn)(dict(block))), loop)

@@ -226,7 +226,7 @@ def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------- options from configs
-def option(default: Any, help: str, *, minimum: int | None = None, metavar: str | None = None,
+def option(default: Any, help: str, *, minimum: int | None = None, metavar: str | tuple[str, ...] | None = None,
            negative_flag: str | None = None, flag: str | None = None) -> Any:
     """A config field that is also a command-line option: the default and the help live here
     once; :func:`add_config_arguments` turns it into an argparse option. ``minimum`` for

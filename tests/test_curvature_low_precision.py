@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from curvature_cases import cnn_problem, dense_hessian, mlp_problem, recast
-from landscape.curvature import DenseOperator, HessianOperator, LinearOperator, default_tol, lanczos
-from landscape.curvature.lanczos import operator_error, tol_floor
+from landscape.curvature import HessianOperator
+from landscape.linalg import DenseOperator, LinearOperator, default_tol, lanczos
+from landscape.linalg.lanczos import operator_error, tol_floor
 from landscape.loading import load_problem
 from landscape.problem import Problem
 from tests.conftest import ROOT

@@ -14,8 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curvature_cases import (cnn_problem, dense_fisher, dense_ggn, dense_hessian, linear_regression_problem,
-                             logistic_regression_problem, mlp_problem, rnn_problem, transformer_problem)
+from curvature_cases import (
+    cnn_problem,
+    dense_fisher,
+    dense_ggn,
+    dense_hessian,
+    linear_regression_problem,
+    logistic_regression_problem,
+    mlp_problem,
+    rnn_problem,
+    transformer_problem,
+)
 from landscape.curvature import EmpiricalFisherOperator, GGNOperator, HessianOperator, make_operator, select_parameters
 from landscape.errors import LandscapeError
 from landscape.linalg import to_dense
@@ -25,7 +34,7 @@ RTOL = 1e-10
 CASES = {"mlp": mlp_problem, "cnn_bn_eval": cnn_problem, "rnn": rnn_problem}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def case(name: str):
     problem = CASES[name]()
     return problem, dense_hessian(problem)

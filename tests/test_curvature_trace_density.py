@@ -18,9 +18,9 @@ import torch
 
 from curvature_cases import dense_hessian, mlp_problem
 from landscape.curvature import HessianOperator
+from landscape.errors import LandscapeError
 from landscape.linalg import estimate_trace, smooth_density, spectral_density
 from landscape.linalg.trace import rademacher
-from landscape.errors import LandscapeError
 
 
 @functools.cache

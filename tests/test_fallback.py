@@ -17,8 +17,7 @@ from torch.func import jvp, vmap
 
 from landscape import LandscapeError, Problem
 from landscape.curvature.operators import EmpiricalFisherOperator, GGNOperator
-from landscape.fallback import (Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported,
-                                vmap_or_loop)
+from landscape.fallback import Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported, vmap_or_loop
 from landscape.linalg import to_dense
 from landscape.params import flatten, flatten_columns, flatten_rows, unflatten, unflatten_columns, unflatten_rows
 from landscape.per_example import per_example_gradients

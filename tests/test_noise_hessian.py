@@ -17,8 +17,14 @@ from torch.func import hessian
 from landscape import Problem
 from landscape.curvature import HessianOperator
 from landscape.linalg import estimate_trace, lanczos
-from landscape.noise import (CovarianceOperator, covariance_spectrum, gradient_noise,
-                             per_example_gradients, subspace_overlap, trace_h_sigma)
+from landscape.noise import (
+    CovarianceOperator,
+    covariance_spectrum,
+    gradient_noise,
+    per_example_gradients,
+    subspace_overlap,
+    trace_h_sigma,
+)
 from landscape.problem import flatten, unflatten
 
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 
 from .. import options
-from ..options import (add_config_arguments, add_problem_arguments, problem_from_args, run_into_file,
-                       write_report_next_to)
+from ..options import (
+    add_config_arguments,
+    add_problem_arguments,
+    problem_from_args,
+    run_into_file,
+    write_report_next_to,
+)
 from ..scan import ScanStep
 from .config import CurvatureConfig
 from .step import GROUP, check_curvature, hessian_step, run_curvature

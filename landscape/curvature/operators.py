@@ -27,8 +27,7 @@ from torch.func import grad, jvp, vjp
 from torch.utils._pytree import tree_map
 
 from ..errors import LandscapeError
-from ..fallback import (Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported,
-                        vmap_or_loop)
+from ..fallback import Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported, vmap_or_loop
 from ..linalg.operators import LinearOperator, is_low_precision
 from ..params import Params, flatten_columns, unflatten_columns
 from ..per_example import batch_example_gradients
@@ -93,11 +92,13 @@ class ProblemOperator(LinearOperator):
         return max(1, min(64, per_pass // 3 if per_pass >= 3 else 1))
 
     def describe(self) -> dict[str, Any]:
+        """What the operator is over: split, parameters, BatchNorm and dropout handling."""
         return {**super().describe(), "split": self.split, "param_patterns": self.param_patterns,
                 "parameter_names": self.names, "bn_policy_used": "eval (running statistics fixed)",
                 "dropout": "off (model evaluated in eval mode)"}
 
     def matmat(self, vectors: Tensor) -> Tensor:
+        """``A @ V`` with attention layers on their differentiable path."""
         with differentiable_attention():
             return super().matmat(vectors)
 
@@ -175,6 +176,7 @@ class HessianOperator(ProblemOperator):
         return f"{self.single_mode} (blocks: {self.block_mode})"
 
     def describe(self) -> dict[str, Any]:
+        """The base description plus the HVP modes used and whether graphs are cached."""
         cached = self.cache_graphs and "autograd" in (self.single_mode, self.block_mode)
         return {**super().describe(), "hvp_mode": self.hvp_mode, "hvp_mode_requested": self.requested_mode,
                 "hvp_mode_note": self.mode_note, "hvp_graph_cached": bool(cached)}
@@ -224,7 +226,7 @@ class HessianOperator(ProblemOperator):
                 for width in widths:
                     block = {n: torch.randn((width, *p.shape), generator=gen, dtype=torch.float64).to(p)
                              for n, p in self.selected.items()}
-                    run = lambda: self._hvp(batch, block, mode)  # noqa: E731
+                    run = lambda block=block, mode=mode: self._hvp(batch, block, mode)  # noqa: E731
                     run()  # warm-up (builds the cached graph, if any)
                     timings[(mode, width)] = _best_seconds(run, self.device)
             except Exception as exc:
@@ -263,7 +265,7 @@ def batch_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params, mo
         return _autograd_hvp(loss_of, at, block)
     gradient = grad(loss_of)
     if mode == "reverse":
-        _, pullback = vjp(gradient, at)
+        pullback = vjp(gradient, at)[1]
         return vmapped(lambda v: pullback(v)[0], block)
     return vmapped(lambda v: jvp(gradient, (at,), (v,))[1], block)
 
@@ -336,9 +338,14 @@ class GGNOperator(ProblemOperator):
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         problem, target = self.problem, batch.target
-        model_out = lambda p: problem.forward(p, batch.inputs)  # noqa: E731
-        output, pullback = vjp(model_out, self.selected)
-        _, loss_pullback = vjp(grad(lambda z: problem.loss_fn(z, target)), output)
+        def model_out(p: Params) -> Any:
+            return problem.forward(p, batch.inputs)
+
+        def loss_of_output(z: Any) -> Tensor:
+            return problem.loss_fn(z, target)
+
+        output, pullback = vjp(model_out, self.selected)[:2]
+        loss_pullback = vjp(grad(loss_of_output), output)[1]
 
         def double_vjp(v: Params) -> Any:
             # pullback is linear in the cotangent u; its vjp at any u applies J

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -23,6 +23,9 @@ from ..progress import progress
 from ..surfaces.directions import NamedDirection
 from .config import CurvatureConfig, OperatorName
 from .operators import ProblemOperator, make_operator, select_parameters
+
+if TYPE_CHECKING:
+    from ..store import ResultsWriter
 
 GROUP = "curvature"
 Group = tuple[dict[str, Any], dict[str, Any]]  # an HDF5 group's attributes and datasets
@@ -82,8 +85,7 @@ def compute_eigen(op: ProblemOperator, k: int, which: str, config: CurvatureConf
 
 def compute_trace(op: ProblemOperator, config: CurvatureConfig) -> TraceResult:
     """tr(``op``) by :func:`~landscape.linalg.estimate_trace` with ``config``'s settings."""
-    return estimate_trace(op, config.trace_probes, method=config.trace_method,  # type: ignore[arg-type]
-                          seed=config.seed)
+    return estimate_trace(op, config.trace_probes, method=config.trace_method, seed=config.seed)
 
 
 def compute_density(op: ProblemOperator, config: CurvatureConfig) -> DensityResult:
@@ -200,7 +202,10 @@ def hessian_step(**options: Any) -> Any:
     from ..scan import ScanStep
 
     config = CurvatureConfig(**options)
-    return ScanStep(GROUP, lambda problem, writer: run_curvature(problem, writer, config),
+    def run(problem: Problem, writer: ResultsWriter) -> None:
+        run_curvature(problem, writer, config)
+
+    return ScanStep(GROUP, run,
                     lambda problem: check_curvature(problem, config))
 
 

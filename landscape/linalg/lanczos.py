@@ -309,7 +309,6 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
     floor = residual_floor(op.dtype)
     verdict = _Verdict(op)
     passes_before, matvecs_before = op.num_data_passes, op.num_matvecs
-    settings = {"which": which, "tol": tol, "block_size": block, "basis_size": basis_size, "seed": seed}
 
     basis = torch.zeros(size, basis_size, dtype=torch.float64, device=device)
     projected = torch.zeros(basis_size, basis_size, dtype=torch.float64, device=device)

@@ -68,7 +68,7 @@ class LinearOperator:
         return {"operator": self.name, "num_parameters": self.size}
 
     def to_scipy(self) -> scipy.sparse.linalg.LinearOperator:
-        """This operator for SciPy's iterative solvers (``eigsh``, ``lobpcg``, ``cg``, ...): a
+        """The operator for SciPy's iterative solvers (``eigsh``, ``lobpcg``, ``cg``, ...): a
         :class:`scipy.sparse.linalg.LinearOperator` of shape ``(size, size)`` and dtype float64
         whose products take and return float64 NumPy arrays on the host. Every product goes
         through :meth:`matmat` (cast to this operator's dtype and device, counted as usual; a

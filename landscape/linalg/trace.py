@@ -112,7 +112,7 @@ def estimate_trace(operator: LinearOperator | Tensor, num_probes: int = 30, *,
     if method == "hutchinson":
         probes = rademacher(op.size, num_probes, gen, op.dtype, op.device)
         known = 0.0
-        if deflate is not None:
+        if deflate is not None and deflate.eigenvectors is not None:  # checked above
             u = deflate.eigenvectors.to(device=op.device, dtype=torch.float64)
             probes = probes.to(torch.float64)
             probes = (probes - u @ (u.T @ probes)).to(op.dtype)

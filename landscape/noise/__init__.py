@@ -8,13 +8,34 @@ Main entry point: :func:`gradient_noise` (a :class:`NoiseResult`, written to the
 core's (``landscape.linalg``), the Hessian operator is ``landscape.curvature``'s.
 """
 
-from ..per_example import (PerExampleGradients, check_mean_reduction, gather_examples,
-                           per_example_gradients, select_examples)
-from .analysis import (GROUP, CongruenceOperator, HessianAlignment, NoiseResult, gradient_noise,
-                       hessian_alignment, hessian_operator, subspace_overlap, trace_h_sigma)
-from .covariance import (CovarianceOperator, TwoBatchEstimate, alpha_stable_tail_index,
-                         covariance_spectrum, minibatch_noise_samples, minibatch_scales,
-                         noise_tail_index, two_batch_noise_scale)
+from ..per_example import (
+                           PerExampleGradients,
+                           check_mean_reduction,
+                           gather_examples,
+                           per_example_gradients,
+                           select_examples,
+)
+from .analysis import (
+                           GROUP,
+                           CongruenceOperator,
+                           HessianAlignment,
+                           NoiseResult,
+                           gradient_noise,
+                           hessian_alignment,
+                           hessian_operator,
+                           subspace_overlap,
+                           trace_h_sigma,
+)
+from .covariance import (
+                           CovarianceOperator,
+                           TwoBatchEstimate,
+                           alpha_stable_tail_index,
+                           covariance_spectrum,
+                           minibatch_noise_samples,
+                           minibatch_scales,
+                           noise_tail_index,
+                           two_batch_noise_scale,
+)
 
 __all__ = [
     "GROUP", "CongruenceOperator", "CovarianceOperator", "HessianAlignment", "NoiseResult",

@@ -22,8 +22,14 @@ from ..linalg.trace import TraceResult, estimate_trace
 from ..per_example import check_mean_reduction, per_example_gradients, select_examples
 from ..problem import Problem
 from ..progress import progress
-from .covariance import (CovarianceOperator, TwoBatchEstimate, covariance_spectrum, minibatch_scales,
-                         noise_tail_index, two_batch_noise_scale)
+from .covariance import (
+    CovarianceOperator,
+    TwoBatchEstimate,
+    covariance_spectrum,
+    minibatch_scales,
+    noise_tail_index,
+    two_batch_noise_scale,
+)
 
 GROUP = "noise"
 
@@ -214,8 +220,9 @@ def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenR
     finally:
         if bar is not None:
             bar.close()
-    overlap = subspace_overlap(spectrum.eigenvectors, eigen.eigenvectors.to(spectrum.eigenvectors.device)) \
-        if eigen is not None else None
+    overlap = None
+    if eigen is not None and eigen.eigenvectors is not None and spectrum.eigenvectors is not None:
+        overlap = subspace_overlap(spectrum.eigenvectors, eigen.eigenvectors.to(spectrum.eigenvectors.device))
     trace_sigma = float(op.trace())
     return HessianAlignment(
         tr_h_sigma=tr_hs, trace_h=tr_h,

@@ -12,8 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..options import (add_config_arguments, add_problem_arguments, config_from_args, problem_from_args,
-                       run_into_file, write_report_next_to)
+from ..options import (
+    add_config_arguments,
+    add_problem_arguments,
+    config_from_args,
+    problem_from_args,
+    run_into_file,
+    write_report_next_to,
+)
 from .step import NoiseConfig, noise_step
 
 HELP = "gradient-noise covariance Σ, noise scales and their alignment with H"

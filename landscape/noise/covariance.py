@@ -58,7 +58,7 @@ class CovarianceOperator(LinearOperator):
         return self.centered.T @ (self.centered @ vectors) / self.num_examples
 
     def trace(self) -> Tensor:
-        """tr Σ = mean_i ‖g_i − ḡ‖² (float64 scalar on the device)."""
+        """Tr Σ = mean_i ‖g_i − ḡ‖² (float64 scalar on the device)."""
         return self.centered.to(torch.float64).pow(2).sum() / self.num_examples
 
     def trace_stderr(self) -> Tensor:
