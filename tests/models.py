@@ -312,3 +312,20 @@ def item_loss(output: Tensor, target: Tensor) -> Tensor:
     """Cross-entropy that reads a Python float mid-way: vmap cannot batch it."""
     shift = 0.0 * float(output.detach().sum())
     return F.cross_entropy(output + shift, target)
+
+
+class NoVmapNoJvpTanh(torch.autograd.Function):
+    """tanh with a backward only: no vmap rule and no forward-mode derivative (jvp)."""
+
+    @staticmethod
+    def forward(x):
+        return torch.tanh(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (y,) = ctx.saved_tensors
+        return grad_out * (1 - y * y)

@@ -29,6 +29,7 @@ from landscape.curvature import EmpiricalFisherOperator, GGNOperator, HessianOpe
 from landscape.errors import LandscapeError
 from landscape.linalg import to_dense
 from landscape.problem import Problem
+from tests import models
 
 RTOL = 1e-10
 CASES = {"mlp": mlp_problem, "cnn_bn_eval": cnn_problem, "rnn": rnn_problem}
@@ -150,30 +151,13 @@ def test_matmat_is_one_data_pass_and_equals_matvecs() -> None:
     assert (op.num_matvecs, op.num_data_passes) == (14, 8)
 
 
-class _NoForwardNoVmapTanh(torch.autograd.Function):
-    """tanh with a backward only: no jvp (forward-mode AD) and no vmap rule."""
-
-    @staticmethod
-    def forward(x):
-        return torch.tanh(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (y,) = ctx.saved_tensors
-        return grad_out * (1 - y * y)
-
-
 class _CustomActivationNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.a, self.b = nn.Linear(64, 2), nn.Linear(2, 10)
 
     def forward(self, x):
-        return self.b(_NoForwardNoVmapTanh.apply(self.a(x)))
+        return self.b(models.NoVmapNoJvpTanh.apply(self.a(x)))
 
 
 def test_fallbacks_without_forward_mode_or_vmap() -> None:

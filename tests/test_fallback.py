@@ -39,23 +39,6 @@ def _inside_vmap() -> bool:
     return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
-class _NoVmapNoJvpTanh(torch.autograd.Function):
-    """tanh with a backward only: no vmap rule and no forward-mode derivative."""
-
-    @staticmethod
-    def forward(x):
-        return torch.tanh(x)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (y,) = ctx.saved_tensors
-        return grad_out * (1 - y * y)
-
-
 class FailsUnderVmap(models.MLP):
     """An MLP that raises ``error`` whenever it runs inside vmap (a class attribute, so the
     Problem's private copy sees it) and works otherwise."""
@@ -92,7 +75,7 @@ REFUSALS = {
     "randomness": lambda: vmap(lambda t: t + torch.randn(4, dtype=t.dtype))(x),
     "tolist": lambda: vmap(lambda t: torch.tensor(t.tolist()))(x),
     "inplace_into_unbatched": lambda: vmap(lambda t: torch.zeros(4, dtype=t.dtype).add_(t))(x),
-    "autograd_function": lambda: vmap(_NoVmapNoJvpTanh.apply)(x),
+    "autograd_function": lambda: vmap(models.NoVmapNoJvpTanh.apply)(x),
     "no_batching_rule": lambda: vmap(lambda w: models.lstm().double().rnn(
         torch.randn(2, 5, 4, dtype=torch.float64))[0].sum() * w)(x),
 }
@@ -128,7 +111,7 @@ def test_out_of_memory_and_other_errors_are_not_refusals():
 
 
 def test_missing_forward_mode_derivative_is_recognised():
-    exc = raised(lambda: jvp(_NoVmapNoJvpTanh.apply, (x,), (torch.ones_like(x),)))
+    exc = raised(lambda: jvp(models.NoVmapNoJvpTanh.apply, (x,), (torch.ones_like(x),)))
     assert is_forward_ad_unsupported(exc) and not is_vmap_unsupported(exc)
     assert not is_forward_ad_unsupported(torch.OutOfMemoryError("forward AD out of memory"))
 
@@ -231,7 +214,7 @@ def test_ggn_falls_back_from_forward_mode_and_from_vmap():
     product and to one column at a time, and equals the GGN of the same net with torch.tanh."""
     data = models.vector_data()
     torch.manual_seed(0)
-    custom = _TanhNet(_NoVmapNoJvpTanh.apply)
+    custom = _TanhNet(models.NoVmapNoJvpTanh.apply)
     plain = _TanhNet(torch.tanh)
     plain.load_state_dict(custom.state_dict())
     ggn = GGNOperator(Problem.create(custom, F.cross_entropy, data, dtype=torch.float64))
