@@ -38,7 +38,14 @@ from .noise.analysis import gradient_noise as _gradient_noise
 from .problem import Problem
 from .scan import RESUME_KEYS, base_settings
 from .store import ResultsWriter
-from .surfaces import NamedDirection, compute_surface, interpolation_direction, random_directions, write_directions
+from .surfaces import (
+    NamedDirection,
+    compute_surface,
+    grid_axes,
+    interpolation_direction,
+    random_directions,
+    write_directions,
+)
 
 Writer = Callable[[ResultsWriter], None]
 
@@ -140,12 +147,6 @@ def _surface(problem: Problem, name: str, directions: list[NamedDirection], axes
     return Analysis(result, write, settings)
 
 
-def _axis(points: int, span: tuple[float, float]) -> np.ndarray:
-    if points < 2 or not span[0] < span[1]:
-        raise LandscapeError(f"need points ≥ 2 and span (MIN, MAX) with MIN < MAX, got {points}, {span}")
-    return np.linspace(span[0], span[1], points)
-
-
 def random_plane(problem: Problem, points: int = 41, *, span: tuple[float, float] = (-1.0, 1.0), seed: int = 0,
                  normalization: Literal["filter", "layer", "none"] = "filter", include_1d: bool = False,
                  orthogonal: bool = False, splits: Sequence[str] | None = None) -> Analysis:
@@ -169,7 +170,7 @@ def _random_surface(problem: Problem, ndim: int, points: int, span: tuple[float,
                                    include_1d=include_1d, orthogonal=orthogonal)
     settings = _settings(problem, seed=seed, directions="random", normalization=normalization,
                          include_1d=include_1d, orthogonal=orthogonal)
-    return _surface(problem, f"{ndim}d", directions, [_axis(points, span)] * ndim, splits, None, settings,
+    return _surface(problem, f"{ndim}d", directions, grid_axes([points], span, ndim), splits, None, settings,
                     {"origin": "checkpoint"})
 
 
@@ -180,7 +181,7 @@ def interpolate(problem: Problem, other: Problem | nn.Module | Mapping[str, Tens
     theta_b = _parameters_like(problem, other)
     direction = interpolation_direction(problem.params, theta_b)
     settings = _settings(problem, seed=0, normalization="none", include_1d=True)
-    return _surface(problem, "interpolation", [direction], [_axis(points, span)], splits, None, settings,
+    return _surface(problem, "interpolation", [direction], grid_axes([points], span, 1), splits, None, settings,
                     {"origin": "first checkpoint", "markers": np.array([[0.0], [1.0]]),
                      "marker_labels": ["A", "B"]})
 
