@@ -300,7 +300,7 @@ def png_pixels(data: bytes) -> np.ndarray:
 
 
 def test_markers_come_from_attributes_else_the_origin():
-    from landscape.views.panels import surface_markers
+    from landscape.views.surface_panels import surface_markers
 
     axes = [np.linspace(-0.5, 1.5, 5), np.linspace(-0.5, 1.5, 5)]
     plane = {"markers": np.array([[0.0, 0.0], [1.0, 0.0], [0.3, 1.0]]), "marker_labels": ["a.pt", "b.pt", "c.pt"]}

@@ -7,9 +7,11 @@ Python API::
     write_report("scan.h5")                # scan.html beside it, works offline
     export_results("scan.h5", "figs/")     # figs/*.pdf, *.svg, *.png
 
-New panels: see :mod:`landscape.views.panels`.
+New panels: see :mod:`landscape.views.panels` (the registry). The panels register when their
+module is imported, so every panel module is imported here, once (each imports the registry itself).
 """
 
+from . import analysis_panels, surface_panels  # noqa: F401  (importing them registers their panels)
 from .export import ExportOptions, export_figures, export_results, paper_figure
 from .panels import FigureItem, Skipped, TableItem, panel, registered_panels
 from .report import build_report, default_report_path, figures, load_report, tables, write_report
