@@ -12,20 +12,29 @@ from typing import Any
 
 import numpy as np
 
+from .. import options
 from ..curvature import cli as curvature_cli
 from ..errors import LandscapeError
 from ..noise import cli as noise_cli
-from ..options import add_problem_arguments, integer, problem_from_args, run_into_file, write_report_next_to
+from ..options import (
+    add_config_arguments,
+    add_problem_arguments,
+    integer,
+    problem_from_args,
+    run_into_file,
+    write_report_next_to,
+)
 from ..problem import Problem
 from ..scan import ScanStep
-from .config import SurfaceConfig, grid_axes
+from .config import DEFAULT_POINTS, DEFAULT_RANGE, SurfaceConfig, grid_axes
 
 SCAN_HELP = ("the default analyses of a checkpoint: 1-D and 2-D loss surfaces, top Hessian eigenvalues "
              "and trace (+ report)")
 SURFACE_HELP = "one 1-D or 2-D loss surface around a checkpoint"
 INTERPOLATE_HELP = "loss along the line between two checkpoints or the plane through three"
 CHECKPOINT_HELP = "checkpoint file (.pt, .pth, .ckpt, .safetensors, TorchScript)"
-AROUND_RANGE = "axis range: MIN MAX for every axis, or MIN MAX MIN MAX (default: -1 1)"
+AROUND_RANGE = (f"axis range: MIN MAX for every axis, or MIN MAX MIN MAX "
+                f"(default: {' '.join(f'{x:g}' for x in DEFAULT_RANGE)})")
 
 
 # ---------------------------------------------------------------------------- options
@@ -35,22 +44,14 @@ def add_grid_arguments(parser: argparse.ArgumentParser, *, dims: bool, range_hel
     if dims:
         s.add_argument("--dims", type=int, choices=[1, 2], default=2, help="1-D curve or 2-D grid")
     s.add_argument("--points", type=integer(2), nargs="+", metavar="N", help="grid points per axis: "
-                   "one value for every axis, or one per axis (default: 51)")
+                   f"one value for every axis, or one per axis (default: {DEFAULT_POINTS})")
     s.add_argument("--range", type=float, nargs="+", metavar="X", dest="span", help=range_help)
     s.add_argument("--splits", help="comma-separated data splits to evaluate (default: all)")
 
 
 def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
     """How the directions of a surface around the checkpoint are made."""
-    s = parser.add_argument_group("directions")
-    s.add_argument("--directions", choices=["random", "hessian"], default="random",
-                   help="random Gaussian directions, or the top Hessian eigenvectors (unit norm, "
-                   "so the axes are in parameter-space distance)")
-    s.add_argument("--normalization", choices=["filter", "layer", "none"], default="filter",
-                   help="scale random directions per filter (Li et al.), per layer or not at all")
-    s.add_argument("--include-1d", action="store_true", help="perturb 1-D tensors (biases, "
-                   "norm-layer affine) too; by default they are held at θ*")
-    s.add_argument("--orthogonal", action="store_true", help="orthogonalize the second direction")
+    add_config_arguments(parser.add_argument_group("directions"), SurfaceConfig)
 
 
 def axes_from_args(args: argparse.Namespace, ndim: int, default_span: tuple[float, ...] = (-1.0, 1.0),
@@ -72,10 +73,10 @@ def splits_from_args(args: argparse.Namespace, problem: Problem) -> list[str]:
 
 def config_from_args(args: argparse.Namespace, dims: list[int], problem: Problem) -> SurfaceConfig:
     """The :class:`SurfaceConfig` the ``scan``/``surface`` options ask for."""
-    return SurfaceConfig(dims=tuple(dims), points=tuple(args.points or (51,)), range=tuple(args.span or (-1.0, 1.0)),
-                         splits=splits_from_args(args, problem), directions=args.directions,
-                         normalization=args.normalization, include_1d=args.include_1d,
-                         orthogonal=args.orthogonal, seed=args.seed)
+    return options.config_from_args(SurfaceConfig, args, dims=tuple(dims),
+                                    points=tuple(args.points or (DEFAULT_POINTS,)),
+                                    range=tuple(args.span or DEFAULT_RANGE), splits=splits_from_args(args, problem),
+                                    seed=args.seed)
 
 
 # ---------------------------------------------------------------------------- scan and surface

@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from ..errors import LandscapeError
+from ..options import option
 from ..problem import Problem
 from .directions import NamedDirection, Normalization, random_directions
 
@@ -54,10 +55,13 @@ class SurfaceConfig:
     points: tuple[int, ...] = (DEFAULT_POINTS,)
     range: tuple[float, ...] = DEFAULT_RANGE
     splits: list[str] | None = None
-    directions: DirectionKind = "random"
-    normalization: Normalization = "filter"
-    include_1d: bool = False
-    orthogonal: bool = False
+    directions: DirectionKind = option("random", "random Gaussian directions, or the top Hessian eigenvectors "
+                                       "(unit norm, so the axes are in parameter-space distance)")
+    normalization: Normalization = option("filter", "scale random directions per filter (Li et al.), per layer "
+                                          "or not at all")
+    include_1d: bool = option(False, "perturb 1-D tensors (biases, norm-layer affine) too; by default they are "
+                              "held at θ*")
+    orthogonal: bool = option(False, "orthogonalize the second direction")
     seed: int = 0
 
     @property
