@@ -39,7 +39,7 @@ class CurvatureConfig:
     tol: float | None = option(None, "relative Ritz residual (default: 1e-6 in float64, 1e-4 in float32)")
     block_size: int = option(1, "vectors per data pass in Lanczos (≥ 2 finds repeated eigenvalues and needs "
                              "fewer passes; 1 needs fewest HVPs)", minimum=1)
-    max_basis: int | None = option(None, "Lanczos basis size (default: max(3K, 20) + block)", minimum=1)
+    max_basis: int | None = option(None, "Lanczos basis size (default: max(3K, 20, 8 × block) + block)", minimum=1)
     max_matvecs: int | None = option(None, "HVP budget per eigenproblem (default: 40 × basis)", minimum=1)
     hvp_mode: HVPMode = option("auto", "HVPs by torch.func reverse-over-reverse, forward-over-reverse, or "
                                "autograd double backward (auto: time them on the first batch and keep the "
