@@ -140,11 +140,6 @@ def output_path(args: argparse.Namespace, checkpoint: str) -> Path:
     return args.output or Path(f"{Path(checkpoint).stem}.{args.output_name}.h5")
 
 
-def report_path(results: Path) -> Path:
-    """The HTML report written beside a results file."""
-    return results.with_suffix(".html")
-
-
 def spec_files(specs: Iterable[str | None]) -> list[Path]:
     """The files named by specs: ``file.py`` of ``file.py:callable``, or a data file path."""
     files = []
@@ -184,8 +179,11 @@ def guard_outputs(outputs: Sequence[Path], inputs: Iterable[Path]) -> None:
 def results_outputs(path: Path, with_report: bool) -> list[Path]:
     """The files a command writes for results file ``path``: the file, its ``.partial`` and
     ``.lock`` while it runs, and the report."""
-    outputs = [path, Path(f"{path}.partial"), Path(f"{path}.lock")]
-    return outputs + [report_path(path)] if with_report else outputs
+    from .store import lock_path, partial_path
+    from .views.report import default_report_path
+
+    outputs = [path, partial_path(path), lock_path(path)]
+    return outputs + [default_report_path(path)] if with_report else outputs
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -216,11 +214,11 @@ def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, 
 
 def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
     """Write the HTML report beside the results file unless ``--no-report``."""
-    from .views import write_report
+    from .views import default_report_path, write_report
 
     if args.no_report:
         return
-    html = report_path(path)
+    html = default_report_path(path)
     write_report(path, html)
     print(f"report: {html}")
 

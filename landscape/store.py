@@ -72,11 +72,21 @@ def set_attrs(node: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         node.attrs[key] = attr_value(value)
 
 
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """``OUT.partial``: where a run writes until every step finished."""
+    return Path(f"{path}.partial")
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """``OUT.lock``: the lock a writer holds while it runs."""
+    return Path(f"{path}.lock")
+
+
 def open_results(path: str | os.PathLike[str]) -> h5py.File:
     """Open a results file read-only, with a clear error for anything that is not one."""
     path = Path(path)
     if not path.is_file():
-        partial = Path(f"{path}.partial")
+        partial = partial_path(path)
         hint = f" (an unfinished scan left '{partial}': finish it with --resume)" if partial.exists() else ""
         raise LandscapeError(f"results file '{path}' not found{hint}")
     if not h5py.is_hdf5(path):
@@ -103,8 +113,8 @@ class ResultsWriter:
     def __init__(self, path: str | Path, settings: Mapping[str, Any], *, resume: bool = False,
                  overwrite: bool = False, must_match: Sequence[str] = (), remade: Sequence[str] = ()) -> None:
         self.path = Path(path)
-        self.partial = Path(f"{self.path}.partial")
-        self.lock_path = Path(f"{self.path}.lock")
+        self.partial = partial_path(self.path)
+        self.lock_path = lock_path(self.path)
         self.settings = dict(settings)
         self.resume = resume
         self.overwrite = overwrite
