@@ -40,10 +40,10 @@ from .scan import RESUME_KEYS, base_settings
 from .store import ResultsWriter
 from .surfaces import (
     NamedDirection,
+    SurfaceConfig,
     compute_surface,
     grid_axes,
     interpolation_direction,
-    random_directions,
     write_directions,
 )
 
@@ -166,12 +166,10 @@ def random_line(problem: Problem, points: int = 51, *, span: tuple[float, float]
 def _random_surface(problem: Problem, ndim: int, points: int, span: tuple[float, float], seed: int,
                     normalization: Literal["filter", "layer", "none"], include_1d: bool, orthogonal: bool,
                     splits: Sequence[str] | None) -> Analysis:
-    directions = random_directions(problem.params, ndim, seed=seed, normalization=normalization,
-                                   include_1d=include_1d, orthogonal=orthogonal)
-    settings = _settings(problem, seed=seed, directions="random", normalization=normalization,
-                         include_1d=include_1d, orthogonal=orthogonal)
-    return _surface(problem, f"{ndim}d", directions, grid_axes([points], span, ndim), splits, None, settings,
-                    {"origin": "checkpoint"})
+    config = SurfaceConfig(dims=(ndim,), points=(points,), range=span, seed=seed, normalization=normalization,
+                           include_1d=include_1d, orthogonal=orthogonal)
+    return _surface(problem, f"{ndim}d", config.make_directions(problem), config.axes(), splits, None,
+                    _settings(problem, **config.settings()), {"origin": "checkpoint"})
 
 
 def interpolate(problem: Problem, other: Problem | nn.Module | Mapping[str, Tensor], points: int = 51, *,
