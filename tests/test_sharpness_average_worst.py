@@ -153,6 +153,20 @@ def test_worst_case_of_a_linear_loss_is_reached_from_the_sam_start():
         assert result.converged
 
 
+def test_restarts_that_end_at_different_local_maxima_are_noted():
+    # L(θ) = θ² + bθ on the interval |δ| ≤ ρ: local maxima at +ρ (ρ² + bρ, SAM's side, as g = b > 0)
+    # and at −ρ (ρ² − bρ, where random starts below −b/2 climb to)
+    b = 0.01
+    data = [(torch.zeros(2, 1, dtype=torch.float64), torch.zeros(2, dtype=torch.float64))]
+    problem = Problem.create(ParameterVector(torch.zeros(1, dtype=torch.float64)),
+                             lambda out, target: (out ** 2 + b * out).sum(-1).mean(), data)
+    result = worst_case_sharpness(problem, rho=RHO, steps=3, restarts=4, show_progress=False)
+    assert result.value == pytest.approx(RHO ** 2 + b * RHO, rel=1e-12)
+    assert result.samples[0] == pytest.approx(RHO ** 2 + b * RHO, rel=1e-12)
+    assert result.samples.min() == pytest.approx(RHO ** 2 - b * RHO, rel=1e-12)  # seed 0: a start below −b/2
+    assert result.converged and "apart" in result.notes
+
+
 # ---------------------------------------------------------------- rescaling invariance
 def test_adaptive_measures_ignore_a_relu_rescaling_and_standard_ones_do_not(relu_model, relu_problem):
     other = relu_mlp_problem(rescaled(relu_model, 3.0))
@@ -253,6 +267,17 @@ def test_bad_options_raise_one_line_naming_the_option(measure, options, named):
         measure(problem, **options, show_progress=False)
     message = str(info.value)
     assert named in message and measure.__name__ in message and "\n" not in message
+
+
+def test_batches_that_cannot_be_cut_into_m_examples_or_no_batches_raise(quadratic):
+    # ragged inputs (sequence lengths 3 and 5): a 4-example batch would straddle both
+    data = [(torch.zeros(2, length, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)) for length in (3, 5)]
+    ragged = Problem.create(ParameterVector(CENTER), lambda out, target: out.sum(-1).mean(), data)
+    with pytest.raises(LandscapeError, match="m_sharpness: .*concatenated"):
+        m_sharpness(ragged, m=4, show_progress=False)
+    assert m_sharpness(ragged, m=2, steps=1, show_progress=False).samples.shape == (2,)  # no batch straddles
+    with pytest.raises(LandscapeError, match="batches is empty"):
+        worst_case_sharpness(quadratic, batches=[], show_progress=False)
 
 
 def test_the_users_model_is_not_mutated(relu_model):

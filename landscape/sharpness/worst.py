@@ -158,9 +158,12 @@ def worst_case_sharpness(problem: Problem, *, rho: float = 0.05, norm: Norm = "l
     gain, gain_at_steps = float(curves[:, -1].max()), float(curves[:, steps].max())
     relative_change = (gain - gain_at_steps) / max(abs(gain), TINY)
     converged = bool(relative_change < CONVERGENCE_TOLERANCE)
-    notes = "" if converged else (
+    notes = [] if converged else [
         f"not converged: doubling the ascent from {steps} to {2 * steps} steps raised the gain by "
-        f"{relative_change:.1%} (≥ {CONVERGENCE_TOLERANCE:.0%}); the value is a lower bound, rerun with more steps")
+        f"{relative_change:.1%} (≥ {CONVERGENCE_TOLERANCE:.0%}); the value is a lower bound, rerun with more steps"]
+    spread = (gain - float(curves[:, -1].min())) / max(abs(gain), TINY)
+    if spread >= CONVERGENCE_TOLERANCE:
+        notes.append(f"the restarts ended {spread:.1%} apart (different local maxima); the value is the best")
     symbol = "∞" if norm_name == "linf" else "2"
     constraint = f"δ = |θ*| ⊙ u, ‖u‖_{symbol} ≤ ρ" if adaptive else f"‖δ‖_{symbol} ≤ ρ"
     return SharpnessResult(
@@ -178,7 +181,7 @@ def worst_case_sharpness(problem: Problem, *, rho: float = 0.05, norm: Norm = "l
         loss_evaluations=objective.loss_evaluations,
         seconds=time.perf_counter() - started,
         converged=converged,
-        notes=notes,
+        notes="; ".join(notes),
         samples=curves[:, -1].copy(),
         curves={"gain_by_step": curves},
     )
