@@ -172,7 +172,7 @@ def worst_case_sharpness(problem: Problem, *, rho: float = 0.05, norm: Norm = "l
         baseline_loss=baseline,
         description=f"max over {constraint} of L(θ*+δ) − L(θ*) on '{split}' by projected "
                     f"{'sign-' if norm_name == 'linf' else 'normalized '}gradient ascent: the best of "
-                    f"{restarts} random starts × {2 * steps} steps (a lower bound of the maximum)",
+                    f"{restarts} start(s) (SAM's point, then random) × {2 * steps} steps (a lower bound of the max)",
         parameters={"rho": rho, "norm": norm_name, "adaptive": adaptive, "steps": steps, "restarts": restarts,
                     "split": split, "seed": seed, "gain_at_steps": gain_at_steps,
                     "relative_change": relative_change},
