@@ -19,10 +19,12 @@ def require_positive(value: Any, option: str, where: str) -> float:
     return float(value)
 
 
-def require_count(value: Any, option: str, where: str, minimum: int = 1) -> int:
-    """``value`` when it is an integer ≥ ``minimum``, else a :class:`LandscapeError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LandscapeError(f"{where}: {option} must be an integer ≥ {minimum}, got {value!r}")
+def require_count(value: Any, option: str, where: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` when it is an integer in [minimum, maximum] (bools refused: ``True`` is not a count)."""
+    upper = "" if maximum is None else f" and ≤ {maximum}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum):
+        raise LandscapeError(f"{where}: {option} must be an integer ≥ {minimum}{upper}, got {value!r}")
     return value
 
 
