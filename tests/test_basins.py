@@ -17,7 +17,7 @@ import pytest
 from scipy import ndimage
 
 from landscape import LandscapeError
-from landscape.sharpness.basins import basin_statistics, basins_of_surface
+from landscape.sharpness.basins import ascending_cells, basin_statistics, basins_of_surface
 from landscape.store import ResultsWriter
 from landscape.surfaces.results import SurfaceResult
 from tests.conftest import ROOT
@@ -236,3 +236,15 @@ def test_no_writable_cache_folder_compiles_per_process(tmp_path):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "5"  # the centre and its four neighbours have value ≤ 1
+
+
+def test_ascending_cells_is_numpys_stable_argsort_of_the_finite_values():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        n = int(rng.integers(0, 300))
+        scale = 10.0 ** rng.integers(-300, 300)  # exponents vary: every digit of the key matters somewhere
+        values = [rng.normal(size=n) * scale, np.round(rng.normal(size=n) * 2), rng.normal(size=n)][_ % 3]
+        special = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0, 5e-324, -5e-324, 1.0], size=n)
+        values = np.where(rng.random(n) < 0.3, special, values)
+        order = np.argsort(values, kind="stable")
+        np.testing.assert_array_equal(ascending_cells(values), order[np.isfinite(values[order])])

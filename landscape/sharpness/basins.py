@@ -1,9 +1,9 @@
 """Basins of a 2-D loss surface: how wide θ*'s sublevel set is at each loss level, and the
 0-dimensional persistence of the surface (its minima and the barriers at which basins merge).
 
-Both come from one pass over the grid cells in ascending order of value with a union–find
-(path halving, union by size), compiled with numba: a cell joins the components of its
-already-added neighbours. When a cell joins several components, the one whose minimum is
+Both come from one pass over the grid cells in ascending order of value (a stable radix sort,
+:func:`ascending_cells`) with a union–find (path halving, union by size), compiled with
+numba: a cell joins the components of its already-added neighbours. When a cell joins several components, the one whose minimum is
 lowest (the elder) lives on and every other one dies at this cell's value (the elder rule):
 its minimum is a local minimum of the surface and the cell is the saddle over which its
 basin spills into a deeper one. A vectorized numpy cannot express this sequential merge;
@@ -29,8 +29,8 @@ from ..errors import LandscapeError
 from ..surfaces.results import SurfaceResult
 
 DEFAULT_LEVELS = 100
-_NEIGHBOURS = {4: np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], dtype=np.int64),
-               8: np.array([[-1, -1], [-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]], dtype=np.int64)}
+_NEIGHBOURS = {4: ((-1, 0), (1, 0), (0, -1), (0, 1)),
+               8: ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))}
 
 
 def _compiled(fn: Callable[..., Any]) -> Any:
@@ -45,71 +45,132 @@ def _compiled(fn: Callable[..., Any]) -> Any:
         return numba.njit(cache=False)(fn)
 
 
-@_compiled
-def _root(parent: np.ndarray, cell: int) -> int:
-    while parent[cell] != cell:
-        parent[cell] = parent[parent[cell]]  # path halving
-        cell = parent[cell]
-    return cell
+def ascending_cells(values: np.ndarray) -> np.ndarray:
+    """Indices (int32) of the finite entries of ``values`` (read as one flat float64 array, fewer
+    than 2³¹ entries) in ascending order of value, ties in index order: what
+    ``np.argsort(kind="stable")`` gives for the finite entries (−0.0 counts as equal to 0.0).
+    A stable least-significant-digit radix sort of the values' bits compiled with numba, 11
+    bits at a time, skipping the digits all values share (mostly the sign and exponent of a
+    loss grid): on a 201×201 grid a fraction of numpy's stable argsort (benchmarks/RESULTS.md)."""
+    flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+    if flat.size >= 2**31:
+        raise LandscapeError(f"cannot sort {flat.size} values: at most 2³¹ − 1 grid cells; use a smaller grid")
+    return _radix_order(flat)
 
 
 @_compiled
-def _sweep(flat: np.ndarray, order: np.ndarray, n_cols: int, origin: int, neighbours: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Add the cells ``order`` (flat indices, ascending values) one by one.
+def _radix_order(flat: np.ndarray) -> np.ndarray:
+    keys = np.empty(flat.size, np.int64)
+    order = np.empty(flat.size, np.int32)
+    bits = (flat + 0.0).view(np.int64)  # + 0.0 turns -0.0 into 0.0: equal values, one key
+    count = 0
+    for i in range(flat.size):
+        if np.isfinite(flat[i]):
+            b = bits[i]
+            # negative floats' bits order backwards: flip all but the sign; then flip the sign so
+            # the digits, read as unsigned, order like the values
+            keys[count] = (b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)) ^ np.int64(-0x8000000000000000)
+            order[count] = i
+            count += 1
+    keys, order = keys[:count], order[:count]
+    if count == 0:
+        return order
+    # six digits of 11 bits, the last one 9: the arithmetic shift copies the top bit into the
+    # 2 bits above it, which its mask drops
+    masks = np.array([2047, 2047, 2047, 2047, 2047, 511], np.int64)
+    histogram = np.zeros((6, 2048), np.int64)
+    for k in range(count):
+        for digit in range(6):
+            histogram[digit, (keys[k] >> (11 * digit)) & masks[digit]] += 1
+    spare_keys = np.empty(count, np.int64)
+    spare_order = np.empty(count, np.int32)
+    start = np.empty(2048, np.int64)
+    for digit in range(6):
+        mask = masks[digit]
+        if histogram[digit, (keys[0] >> (11 * digit)) & mask] == count:
+            continue  # every value has this digit: the pass would not move anything
+        total = 0
+        for value in range(2048):
+            start[value] = total
+            total += histogram[digit, value]
+        for k in range(count):
+            value = (keys[k] >> (11 * digit)) & mask
+            spare_keys[start[value]] = keys[k]
+            spare_order[start[value]] = order[k]
+            start[value] += 1
+        keys, spare_keys = spare_keys, keys
+        order, spare_order = spare_order, order
+    return order
 
-    Returns, per step, the size of the origin's component and the flat index of its minimum
-    (0 and -1 before the origin is added), and the elder-rule pairs (minimum cell, cell
-    that merged it into an older component; -1 for components alive at the end).
+
+@_compiled
+def _sweep(n: int, order: np.ndarray, ascending: np.ndarray, origin: int, offsets: np.ndarray, marks: np.ndarray,
+           origin_mark: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Add the cells ``order`` (indices into a flat grid of ``n`` cells framed by NaN, in
+    ascending order of value, their values ``ascending``) one by one; ``offsets`` lead from a
+    cell to its neighbours (the frame is never added, so no bounds are checked).
+
+    Returns the size of the origin's component after each step in ``marks`` (ascending; 0
+    before the origin is added or for a mark < 0), the step at which the minimum of the
+    origin's component after step ``origin_mark`` was added (-1 if none), and the elder-rule
+    pairs of nonzero persistence as steps (the minimum's, the merging cell's; -1 for
+    components alive at the end). Indices are int32 (a grid has far fewer than 2³¹ cells):
+    half the memory to allocate and touch, which is much of the time on a 201×201 grid.
     """
-    n = flat.size
     steps = order.size
-    parent = np.full(n, -1, np.int64)  # -1: not added yet
-    size = np.zeros(n, np.int64)
-    elder = np.zeros(n, np.int64)  # at a root: the first-added cell of its component (its minimum)
-    position = np.zeros(n, np.int64)  # step at which each cell was added
-    origin_cells = np.zeros(steps, np.int64)
-    origin_minimum = np.full(steps, -1, np.int64)
-    births = np.empty(steps, np.int64)
-    deaths = np.empty(steps, np.int64)
+    parent = np.full(n, -1, np.int32)  # -1: not added (yet)
+    size = np.zeros(n, np.int32)
+    first = np.zeros(n, np.int32)  # at a root: the step its component's minimum was added (its age)
+    births = np.empty(steps, np.int32)
+    deaths = np.empty(steps, np.int32)
+    cells = np.zeros(marks.size, np.int64)
+    origin_minimum = -1
+    mark = 0
+    while mark < marks.size and marks[mark] < 0:
+        mark += 1
     pairs = 0
-    n_rows = n // n_cols
+    origin_root = -1
     for step in range(steps):
         cell = order[step]
-        row, col = cell // n_cols, cell % n_cols
         parent[cell] = cell
         size[cell] = 1
-        elder[cell] = cell
-        position[cell] = step
+        first[cell] = step
         root = cell
-        for k in range(neighbours.shape[0]):
-            r, c = row + neighbours[k, 0], col + neighbours[k, 1]
-            if r < 0 or r >= n_rows or c < 0 or c >= n_cols or parent[r * n_cols + c] < 0:
+        if cell == origin:
+            origin_root = cell
+        for k in range(offsets.size):
+            other = cell + offsets[k]
+            if parent[other] < 0:
                 continue
-            other = _root(parent, r * n_cols + c)
+            while parent[other] != other:
+                parent[other] = parent[parent[other]]  # path halving
+                other = parent[other]
             if other == root:
                 continue
-            old, young = (other, root) if position[elder[other]] < position[elder[root]] else (root, other)
-            if elder[young] != cell:  # the new cell's own one-cell component is no basin
-                births[pairs] = elder[young]
-                deaths[pairs] = cell
+            elder, younger = min(first[root], first[other]), max(first[root], first[other])
+            # the new cell's own one-cell component is no basin, nor one born at this very level
+            if ascending[younger] < ascending[step]:
+                births[pairs] = younger
+                deaths[pairs] = step
                 pairs += 1
-            survivor_elder = elder[old]
             big, small = (root, other) if size[root] >= size[other] else (other, root)
             parent[small] = big
             size[big] += size[small]
-            elder[big] = survivor_elder
+            first[big] = elder
+            if small == origin_root:
+                origin_root = big
             root = big
-        if parent[origin] >= 0:
-            top = _root(parent, origin)
-            origin_cells[step] = size[top]
-            origin_minimum[step] = elder[top]
-    for cell in range(n):
+        while mark < marks.size and marks[mark] == step:
+            cells[mark] = size[origin_root] if origin_root >= 0 else 0
+            mark += 1
+        if step == origin_mark:
+            origin_minimum = first[origin_root]
+    for cell in order:
         if parent[cell] == cell:
-            births[pairs] = elder[cell]
+            births[pairs] = first[cell]
             deaths[pairs] = -1
             pairs += 1
-    return origin_cells, origin_minimum, births[:pairs], deaths[:pairs]
+    return cells, origin_minimum, births[:pairs].astype(np.int64), deaths[:pairs].astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -164,38 +225,35 @@ def basin_statistics(values: np.ndarray, alpha: np.ndarray, beta: np.ndarray, th
     if connectivity not in _NEIGHBOURS:
         raise LandscapeError(f"basin connectivity must be 4 or 8, got {connectivity}")
     n_rows, n_cols = grid.shape
-    if origin is None:
-        origin = (int(np.abs(alpha).argmin()), int(np.abs(beta).argmin()))
+    origin = (int(np.abs(alpha).argmin()), int(np.abs(beta).argmin())) if origin is None else \
+        (int(origin[0]), int(origin[1]))
     if not (0 <= origin[0] < n_rows and 0 <= origin[1] < n_cols):
         raise LandscapeError(f"basin origin {origin} lies outside the {n_rows}×{n_cols} grid; "
                              "pass (i, j) with 0 ≤ i < n_alpha and 0 ≤ j < n_beta")
-    flat = grid.reshape(-1)
-    finite = np.isfinite(flat)
-    order = np.argsort(flat, kind="stable")
-    order = np.ascontiguousarray(order[finite[order]], dtype=np.int64)
+    width = n_cols + 2  # the grid framed by one NaN cell on every side: the frame is a wall
+    framed = np.full((n_rows + 2, width), np.nan)
+    framed[1:-1, 1:-1] = grid
+    flat = framed.reshape(-1)
+    order = ascending_cells(flat)
     ascending = flat[order]
     levels = _checked_thresholds(thresholds, ascending)
-    origin_index = origin[0] * n_cols + origin[1]
-    origin_cells, origin_minimum, births, deaths = _sweep(flat, order, n_cols, origin_index,
-                                                           _NEIGHBOURS[connectivity])
-    added = np.searchsorted(ascending, levels, side="right")  # cells with value ≤ level
-    cells = np.where(added > 0, origin_cells[np.maximum(added - 1, 0)], 0)
-    birth = flat[births]
-    death = np.where(deaths >= 0, flat[np.maximum(deaths, 0)], np.inf)
-    keep = death > birth
-    births, deaths, birth, death = births[keep], deaths[keep], birth[keep], death[keep]
-    ranked = np.lexsort((births, birth, -(death - birth)))
+    offsets = np.array([dr * width + dc for dr, dc in _NEIGHBOURS[connectivity]], dtype=np.int64)
+    marks = np.searchsorted(ascending, levels, side="right") - 1  # last step with value ≤ level
+    origin_value = float(grid[origin])
+    origin_mark = int(np.searchsorted(ascending, origin_value, side="right")) - 1 if np.isfinite(origin_value) else -1
+    cells, origin_minimum, births, deaths = _sweep(flat.size, order, ascending, (origin[0] + 1) * width + origin[1] + 1,
+                                                   offsets, marks, origin_mark)
+    birth = ascending[births]
+    death = np.where(deaths >= 0, ascending[np.maximum(deaths, 0)], np.inf)
+    ranked = np.lexsort((births, -(death - birth)))  # a later step has a higher value or index
     births, deaths, birth, death = births[ranked], deaths[ranked], birth[ranked], death[ranked]
-    origin_value = float(flat[origin_index])
-    origin_basin = -1
-    if np.isfinite(origin_value):
-        lowest = origin_minimum[np.searchsorted(ascending, origin_value, side="right") - 1]
-        origin_basin = int(np.flatnonzero(births == lowest)[0])
+    origin_basin = int(np.flatnonzero(births == origin_minimum)[0]) if origin_minimum >= 0 else -1
+    birth_cell = np.stack(np.divmod(order[births], width), axis=1) - 1
+    saddles = np.stack(np.divmod(order[np.maximum(deaths, 0)], width), axis=1) - 1
     return BasinStatistics(
         thresholds=levels, cells=cells, area=cells * cell_area, cell_area=cell_area, origin=origin,
         origin_value=origin_value, connectivity=connectivity, birth=birth, death=death,
-        birth_cell=np.stack(np.divmod(births, n_cols), axis=1),
-        death_cell=np.where(deaths[:, None] >= 0, np.stack(np.divmod(deaths, n_cols), axis=1), -1),
+        birth_cell=birth_cell, death_cell=np.where(deaths[:, None] >= 0, saddles, -1),
         origin_basin=origin_basin)
 
 
