@@ -20,6 +20,7 @@ from landscape import LandscapeError
 from landscape.sharpness.basins import ascending_cells, basin_statistics, basins_of_surface
 from landscape.store import ResultsWriter
 from landscape.surfaces.results import SurfaceResult
+from landscape.views import load_report
 from tests.conftest import ROOT
 
 STEPS = {4: [(-1, 0), (1, 0), (0, -1), (0, 1)],
@@ -248,3 +249,38 @@ def test_ascending_cells_is_numpys_stable_argsort_of_the_finite_values():
         values = np.where(rng.random(n) < 0.3, special, values)
         order = np.argsort(values, kind="stable")
         np.testing.assert_array_equal(ascending_cells(values), order[np.isfinite(values[order])])
+
+
+def write_surfaces(path, surfaces: dict[str, dict[str, dict[str, np.ndarray]]], alpha, beta):
+    with ResultsWriter(path, {"seed": 0}) as writer:
+        for name, values in surfaces.items():
+            grid = next(iter(next(iter(values.values())).values()))
+            result = SurfaceResult([alpha, beta], values, np.isfinite(grid))
+            writer.write_group(f"surfaces/{name}", *result.to_group(["d0", "d1"]))
+        return writer.finish()
+
+
+def test_report_draws_the_basin_of_theta_and_its_barrier(tmp_path):
+    """θ* = (0, 0) lies in the shallow bowl of Z = min((α−½)² + β², (α+3/2)² + β² − ½), which
+    spills into the deep one over the grid column α = −3/8 at Z = (7/8)² (as in the two-bowls
+    test: every path crosses that column, lowest at β = 0): the barrier above L(θ*) = ¼ is
+    (7/8)² − ¼ = 0.515625, exact in binary."""
+    alpha, beta = np.linspace(-2.5, 1.5, 33), np.linspace(-2, 2, 33)
+    a, b = np.meshgrid(alpha, beta, indexing="ij")
+    bowls = np.minimum((a - 0.5) ** 2 + b**2, (a + 1.5) ** 2 + b**2 - 0.5)
+    path = write_surfaces(tmp_path / "s.h5", {"2d": {"train": {"loss": bowls, "accuracy": -bowls}},
+                                              "blank": {"train": {"loss": np.full(bowls.shape, np.nan)}},
+                                              "scores": {"test": {"accuracy": bowls}}}, alpha, beta)
+    report = load_report(path)
+    assert {k for k in report.figures if k.startswith("basins/")} == {"basins/2d/area", "basins/2d/persistence"}
+    assert [(s.what, "at least one finite value" in s.reason) for s in report.skipped] == [
+        ("surfaces/blank (basins)", True)]  # nothing computed yet: said, not fatal; accuracy alone: no basin
+    area = report.figures["basins/2d/area"]
+    assert area.data[0].x[0] == 0.0 and area.layout.shapes[0].x0 == 0.515625
+    diagram = report.figures["basins/2d/persistence"]
+    by_name = {t.name: t for t in diagram.data if t.name}
+    assert by_name["merges into a deeper basin"].x == (0.0,) and by_name["merges into a deeper basin"].y == (0.765625,)
+    assert by_name["never merges"].x == (-0.5,) and by_name["θ*'s basin"].x == (0.0,)
+    with h5py.File(path) as f:
+        stats = basins_of_surface(f["surfaces/2d"])
+    assert stats.death[stats.origin_basin] - stats.origin_value == 0.515625
