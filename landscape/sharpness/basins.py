@@ -3,12 +3,13 @@
 
 Both come from one pass over the grid cells in ascending order of value (a stable radix sort,
 :func:`ascending_cells`) with a union–find (path halving, union by size), compiled with
-numba: a cell joins the components of its already-added neighbours. When a cell joins several components, the one whose minimum is
-lowest (the elder) lives on and every other one dies at this cell's value (the elder rule):
-its minimum is a local minimum of the surface and the cell is the saddle over which its
-basin spills into a deeper one. A vectorized numpy cannot express this sequential merge;
-the alternative, labelling the sublevel set once per threshold (``scipy.ndimage.label``),
-redoes the whole grid for every level (``benchmarks/bench_basins.py`` compares them).
+numba: a cell joins the components of its already-added neighbours. When a cell joins several
+components, the one whose minimum is lowest (the elder) lives on and every other one dies at
+this cell's value (the elder rule): its minimum is a local minimum of the surface and the cell
+is the saddle over which its basin spills into a deeper one. A vectorized numpy cannot express
+this sequential merge; the alternative, labelling the sublevel set once per threshold
+(``scipy.ndimage.label``), redoes the whole grid for every level (``benchmarks/bench_basins.py``
+compares them).
 
 Cells whose value is NaN (not computed) or ±inf (diverged) are never added: they act as
 walls, so a basin never extends through them and a grid cut in parts by them has one
