@@ -33,7 +33,9 @@ from pathlib import Path
 
 os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_basins_numba_")  # before numba is imported
 
+import numba  # noqa: E402
 import numpy as np  # noqa: E402
+import scipy  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from landscape.sharpness.basins import basin_statistics  # noqa: E402
@@ -94,6 +96,17 @@ def first_call_in_new_process() -> float:
     return float(done.stdout.strip())
 
 
+def cpu_model() -> str:
+    """lscpu's "Model name" (from /proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--surface", choices=["synthetic", "digits"], default="synthetic")
@@ -113,8 +126,9 @@ def main() -> None:
     sort_ms = 1e3 * (time.perf_counter() - start)
     del order
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"numpy {np.__version__}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"numba {numba.__version__}")
     print(f"surface: {args.surface}, {args.points}×{args.points}; first call: {compile_seconds:.2f} s (compile), "
           f"{cached_seconds:.3f} s in a new process (numba cache); argsort alone {sort_ms:.2f} ms")
     print(f"best (median) of {args.repeats} calls")

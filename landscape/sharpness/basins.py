@@ -61,6 +61,10 @@ def ascending_cells(values: np.ndarray) -> np.ndarray:
 
 @_compiled
 def _radix_order(flat: np.ndarray) -> np.ndarray:
+    # six digits of 11 bits, the last one 9: the arithmetic shift copies the top bit into the
+    # 2 bits above it, which its mask drops
+    masks = np.array([2047, 2047, 2047, 2047, 2047, 511], np.int64)
+    histogram = np.zeros((6, 2048), np.int32)
     keys = np.empty(flat.size, np.int64)
     order = np.empty(flat.size, np.int32)
     bits = (flat + 0.0).view(np.int64)  # + 0.0 turns -0.0 into 0.0: equal values, one key
@@ -70,19 +74,15 @@ def _radix_order(flat: np.ndarray) -> np.ndarray:
             b = bits[i]
             # negative floats' bits order backwards: flip all but the sign; then flip the sign so
             # the digits, read as unsigned, order like the values
-            keys[count] = (b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)) ^ np.int64(-0x8000000000000000)
+            key = (b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)) ^ np.int64(-0x8000000000000000)
+            for digit in range(6):
+                histogram[digit, (key >> (11 * digit)) & masks[digit]] += 1
+            keys[count] = key
             order[count] = i
             count += 1
     keys, order = keys[:count], order[:count]
     if count == 0:
         return order
-    # six digits of 11 bits, the last one 9: the arithmetic shift copies the top bit into the
-    # 2 bits above it, which its mask drops
-    masks = np.array([2047, 2047, 2047, 2047, 2047, 511], np.int64)
-    histogram = np.zeros((6, 2048), np.int64)
-    for k in range(count):
-        for digit in range(6):
-            histogram[digit, (keys[k] >> (11 * digit)) & masks[digit]] += 1
     spare_keys = np.empty(count, np.int64)
     spare_order = np.empty(count, np.int32)
     start = np.empty(2048, np.int64)
@@ -106,7 +106,7 @@ def _radix_order(flat: np.ndarray) -> np.ndarray:
 
 @_compiled
 def _sweep(n: int, order: np.ndarray, ascending: np.ndarray, origin: int, offsets: np.ndarray, marks: np.ndarray,
-           origin_mark: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+           origin_mark: int) -> tuple[np.ndarray, int, np.ndarray]:
     """Add the cells ``order`` (indices into a flat grid of ``n`` cells framed by NaN, in
     ascending order of value, their values ``ascending``) one by one; ``offsets`` lead from a
     cell to its neighbours (the frame is never added, so no bounds are checked).
@@ -114,22 +114,21 @@ def _sweep(n: int, order: np.ndarray, ascending: np.ndarray, origin: int, offset
     Returns the size of the origin's component after each step in ``marks`` (ascending; 0
     before the origin is added or for a mark < 0), the step at which the minimum of the
     origin's component after step ``origin_mark`` was added (-1 if none), and the elder-rule
-    pairs of nonzero persistence as steps (the minimum's, the merging cell's; -1 for
-    components alive at the end). Indices are int32 (a grid has far fewer than 2³¹ cells):
-    half the memory to allocate and touch, which is much of the time on a 201×201 grid.
+    pairs as one array over the steps: at the step of each minimum whose basin has nonzero
+    persistence, the step of the cell that merged it into an older one (-1 for components
+    alive at the end); -2 elsewhere. Indices are int32 (a grid has far fewer than 2³¹
+    cells): half the memory to allocate and touch, which is much of the time on a 201×201 grid.
     """
     steps = order.size
     parent = np.full(n, -1, np.int32)  # -1: not added (yet)
     size = np.zeros(n, np.int32)
     first = np.zeros(n, np.int32)  # at a root: the step its component's minimum was added (its age)
-    births = np.empty(steps, np.int32)
-    deaths = np.empty(steps, np.int32)
+    death_of = np.full(steps, -2, np.int32)
     cells = np.zeros(marks.size, np.int64)
     origin_minimum = -1
     mark = 0
     while mark < marks.size and marks[mark] < 0:
         mark += 1
-    pairs = 0
     origin_root = -1
     for step in range(steps):
         cell = order[step]
@@ -151,9 +150,7 @@ def _sweep(n: int, order: np.ndarray, ascending: np.ndarray, origin: int, offset
             elder, younger = min(first[root], first[other]), max(first[root], first[other])
             # the new cell's own one-cell component is no basin, nor one born at this very level
             if ascending[younger] < ascending[step]:
-                births[pairs] = younger
-                deaths[pairs] = step
-                pairs += 1
+                death_of[younger] = step
             big, small = (root, other) if size[root] >= size[other] else (other, root)
             parent[small] = big
             size[big] += size[small]
@@ -168,10 +165,8 @@ def _sweep(n: int, order: np.ndarray, ascending: np.ndarray, origin: int, offset
             origin_minimum = first[origin_root]
     for cell in order:
         if parent[cell] == cell:
-            births[pairs] = first[cell]
-            deaths[pairs] = -1
-            pairs += 1
-    return cells, origin_minimum, births[:pairs].astype(np.int64), deaths[:pairs].astype(np.int64)
+            death_of[first[cell]] = -1
+    return cells, origin_minimum, death_of
 
 
 @dataclass(frozen=True)
@@ -185,10 +180,10 @@ class BasinStatistics:
     ``death[k]``, the value of the saddle cell ``death_cell[k]``; ``death`` is +inf and
     ``death_cell`` is (-1, -1) for a component that never merges: the global minimum, and the
     minimum of each further part when NaN/inf walls cut the grid in parts. Pairs are ordered
-    by persistence (``death − birth``), largest first, so the global minimum comes first;
-    pairs of zero persistence (ties on a plateau) are left out. ``origin_basin`` is the pair
-    whose minimum is the lowest cell of θ*'s component at Z[origin] (so ``death[origin_basin]``
-    is the level at which θ*'s basin joins a deeper one), -1 when Z[origin] is not finite.
+    by birth (ties by cell index), so the global minimum comes first; pairs of zero
+    persistence (ties on a plateau) are left out. ``origin_basin`` is the pair whose minimum
+    is the lowest cell of θ*'s component at Z[origin] (so ``death[origin_basin]`` is the level
+    at which θ*'s basin joins a deeper one), -1 when Z[origin] is not finite.
     """
 
     thresholds: np.ndarray  # [T] ascending loss levels
@@ -242,12 +237,12 @@ def basin_statistics(values: np.ndarray, alpha: np.ndarray, beta: np.ndarray, th
     marks = np.searchsorted(ascending, levels, side="right") - 1  # last step with value ≤ level
     origin_value = float(grid[origin])
     origin_mark = int(np.searchsorted(ascending, origin_value, side="right")) - 1 if np.isfinite(origin_value) else -1
-    cells, origin_minimum, births, deaths = _sweep(flat.size, order, ascending, (origin[0] + 1) * width + origin[1] + 1,
-                                                   offsets, marks, origin_mark)
+    cells, origin_minimum, death_of = _sweep(flat.size, order, ascending, (origin[0] + 1) * width + origin[1] + 1,
+                                             offsets, marks, origin_mark)
+    births = np.flatnonzero(death_of != -2)  # steps in order: by value, ties by cell index
+    deaths = death_of[births].astype(np.int64)
     birth = ascending[births]
     death = np.where(deaths >= 0, ascending[np.maximum(deaths, 0)], np.inf)
-    ranked = np.lexsort((births, -(death - birth)))  # a later step has a higher value or index
-    births, deaths, birth, death = births[ranked], deaths[ranked], birth[ranked], death[ranked]
     origin_basin = int(np.flatnonzero(births == origin_minimum)[0]) if origin_minimum >= 0 else -1
     birth_cell = np.stack(np.divmod(order[births], width), axis=1) - 1
     saddles = np.stack(np.divmod(order[np.maximum(deaths, 0)], width), axis=1) - 1
