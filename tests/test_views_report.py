@@ -12,6 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from landscape import LandscapeError
 from landscape.cli import main
+from landscape.sharpness.basins import basin_statistics
 from landscape.views import figures, load_report, panels, tables, write_report
 from landscape.views.text import plot_safe_figure
 from tests.conftest import BOLD, IMG, SCRIPT
@@ -21,8 +22,8 @@ from tests.test_views_samples import copy_without
 pytestmark = pytest.mark.xdist_group("scan")
 
 EXPECTED_FIGURES = {
-    "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "curves/loss", "curves/accuracy",
-    "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
+    "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "basins/2d/area", "basins/2d/persistence",
+    "curves/loss", "curves/accuracy", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
 }
 
 
@@ -52,6 +53,25 @@ def test_surface_figures_show_the_stored_grid_with_the_checkpoint(scan):
     surface = figs["surfaces/2d/surface3d"]
     lift = 0.02 * (loss.max() - loss.min())
     assert surface.data[1].z[0] == pytest.approx(loss[5, 5] + lift)  # θ* sits on the surface at (0, 0)
+
+
+def test_basin_figures_show_the_stored_grid_s_basins(scan):
+    """The basin panel draws basin_statistics of the stored train-loss grid (exact: the same
+    numbers), from L(θ*) up to the largest loss."""
+    figs = figures(scan)
+    with h5py.File(scan) as f:
+        loss, alpha, beta = (f[f"surfaces/2d/{k}"][()] for k in ("train/loss", "alpha", "beta"))
+    stats = basin_statistics(loss, alpha, beta, np.linspace(loss[5, 5], loss.max(), 100))
+    area = figs["basins/2d/area"].data[0]
+    np.testing.assert_array_equal(area.x, stats.thresholds - loss[5, 5])
+    np.testing.assert_array_equal(area.y, stats.area)
+    assert area.y[0] > 0 and area.y[-1] == pytest.approx(loss.size * 0.2**2)  # every cell of the 11×11 grid at the top
+    diagram = figs["basins/2d/persistence"]
+    points = {(x, y) for trace in diagram.data[1:] if trace.name != "θ*'s basin" for x, y in zip(trace.x, trace.y)}
+    top = max(y for _, y in points)
+    assert points == {(b, d if np.isfinite(d) else top) for b, d in zip(stats.birth, stats.death)}
+    star = next(t for t in diagram.data if t.name == "θ*'s basin")
+    assert star.x == (stats.birth[stats.origin_basin],)
 
 
 def test_1d_panel_overlays_every_1d_surface_train_and_test(scan):
@@ -206,7 +226,7 @@ def test_a_new_panel_is_one_registered_function(scan, monkeypatch):
     def count_panel(h5):
         return [panels.TableItem("count", "Count", ["n"], [[str(h5.attrs["num_parameters"])]])]
     assert tables(scan)["count"].rows == [["682"]]
-    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 3
+    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 4
 
 
 @pytest.mark.parametrize("content", [b"plain text, not HDF5\n", b""])

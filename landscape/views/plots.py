@@ -312,3 +312,50 @@ def overlap_figure(title: str, overlap: np.ndarray) -> go.Figure:
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
                       xaxis_title="index", yaxis_title="overlap", margin=dict(t=70))
     return fig
+
+
+def basin_area_figure(title: str, x: np.ndarray, area: np.ndarray, hover: Sequence[str], x_title: str,
+                      y_title: str, barrier: float | None = None) -> go.Figure:
+    """Area of θ*'s basin against the loss threshold (a step curve: it grows when the level
+    passes cell values); ``barrier`` draws where the basin joins a deeper one."""
+    fig = go.Figure(go.Scatter(x=x, y=area, mode="lines+markers", line=dict(color=COLORS[0], shape="hv"),
+                               marker=dict(size=4), text=list(hover), name="θ*'s basin", showlegend=False,
+                               hovertemplate="%{x:.4g} → %{y:.4g}<br>%{text}<extra></extra>"))
+    if barrier is not None:
+        fig.add_vline(x=barrier, line=dict(color="gray", dash="dot", width=1),
+                      annotation_text="joins a deeper basin", annotation_position="top left")
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"), xaxis_title=x_title,
+                      yaxis_title=y_title, updatemenus=_log_y_menu(), margin=dict(t=90))
+    return fig
+
+
+def persistence_figure(title: str, birth: np.ndarray, death: np.ndarray, hover: Sequence[str],
+                       highlight: int = -1, axis_title: str = "loss") -> go.Figure:
+    """Persistence diagram: one point per minimum at (birth, death), the barrier being its
+    height above the diagonal; minima that never merge (death +inf) sit on a dashed line
+    marked ∞ above every finite value. ``highlight`` marks one pair (θ*'s basin) with a star."""
+    birth, death = np.asarray(birth, dtype=np.float64), np.asarray(death, dtype=np.float64)
+    finite = np.isfinite(death)
+    values = np.concatenate([birth, death[finite]])
+    low, high = float(values.min()), float(values.max())
+    top = high + 0.08 * (high - low if high > low else max(abs(high), 1.0))
+    shown = np.where(finite, death, top)
+    fig = go.Figure(go.Scatter(x=[low, top], y=[low, top], mode="lines", line=dict(color="gray", width=1),
+                               hoverinfo="skip", showlegend=False))
+    fig.add_hline(y=top, line=dict(color="gray", dash="dash", width=1))
+    fig.add_annotation(x=0, xref="paper", xanchor="right", y=top, text="∞ ", showarrow=False)  # like a tick label
+    labels = np.asarray(list(hover), dtype=object)
+    for mask, label, style in ((finite, "merges into a deeper basin", dict(symbol="circle", size=7, color=COLORS[0])),
+                               (~finite, "never merges", dict(symbol="triangle-up", size=11, color=COLORS[1]))):
+        if mask.any():
+            fig.add_trace(go.Scatter(x=birth[mask], y=shown[mask], mode="markers", marker=style, name=label,
+                                     text=list(labels[mask]), hovertemplate="%{text}<extra></extra>"))
+    if 0 <= highlight < len(birth):
+        star = dict(symbol="star-open", size=18, color="black", line=dict(width=1.5))  # open: the point shows through
+        fig.add_trace(go.Scatter(x=[birth[highlight]], y=[shown[highlight]], mode="markers", name="θ*'s basin",
+                                 marker=star, text=[labels[highlight]], hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
+                      xaxis_title=f"birth: {axis_title} at the minimum",
+                      yaxis_title=f"death: {axis_title} at the merging saddle", margin=dict(t=90),
+                      legend=dict(orientation="h", x=0.0, xanchor="left", y=1.0, yanchor="bottom"))
+    return fig
