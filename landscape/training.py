@@ -119,11 +119,13 @@ class SAM(torch.optim.Optimizer):
             for p, eps in self.perturbation():
                 p.add_(eps)
         self.zero_grad(set_to_none=True)
-        with torch.enable_grad(), running_statistics_frozen(self.model):
-            closure()
-        with torch.no_grad():
-            for p, theta in saved:
-                p.copy_(theta)
+        try:
+            with torch.enable_grad(), running_statistics_frozen(self.model):
+                closure()
+        finally:  # θ comes back even when the closure fails at θ + ε̂
+            with torch.no_grad():
+                for p, theta in saved:
+                    p.copy_(theta)
         self.base_optimizer.step()
         return loss
 
