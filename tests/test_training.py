@@ -199,6 +199,24 @@ def test_sam_bad_input(kwargs: dict, match: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_failing_perturbed_pass_leaves_theta_where_it_was() -> None:
+    model = small_model(batchnorm=True)
+    before = params_of(model)
+    x, y = batch(6)
+    calls = []
+
+    def closure() -> Tensor:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory at θ + ε̂")
+        return closure_for(model, x, y)()
+
+    with pytest.raises(RuntimeError, match="θ"):
+        SAM(model, rho=0.5, lr=0.1).step(closure)
+    assert_params_close(params_of(model), before, rtol=0)
+    assert model[1].track_running_stats
+
+
 def test_sam_needs_a_closure_and_trainable_parameters() -> None:
     model = small_model()
     with pytest.raises(LandscapeError, match="closure"):
