@@ -10,10 +10,12 @@ Here: the zoo's digits CNN with BatchNorm (two 3×3 conv + BN + ReLU blocks, 8/1
 trained from the same initialization and data order per seed, with the same epoch budget:
   * SGD: momentum 0.9, weight decay 5e-4, batch 32, cosine learning rate η₀ → 0;
   * SAM: the same, but each step uses ∇L(θ + ε̂) with ε̂ = ρ·g/‖g‖ (ρ = 0.05, g the
-    mini-batch gradient at θ; the perturbed pass leaves BatchNorm running statistics alone);
+    mini-batch gradient at θ; the perturbed pass leaves BatchNorm running statistics alone):
+    landscape.training.SAM around torch.optim.SGD;
   * SWA: the SGD schedule for the first half of the epochs, then the learning rate held at
-    its value there, η₀/2 (torch.optim.swa_utils.SWALR), while averaging the weights after every epoch
-    (AveragedModel), then the BatchNorm statistics recomputed for the average (update_bn);
+    its value there, η₀/2 (torch.optim.swa_utils.SWALR), while averaging the weights after every epoch,
+    then the BatchNorm statistics recomputed for the average (landscape.training.SWA: swa_utils'
+    AveragedModel and update_bn);
   * SWA last iterate: the SGD iterate at the end of the SWA run (the last one averaged).
 Each solution is measured with the landscape library: test accuracy, Hessian λ_max
 (Lanczos), tr(H) (Hutch++) and the width of the basin along random filter-normalized rays
@@ -37,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
-from torch.optim.swa_utils import SWALR, AveragedModel, update_bn  # noqa: E402
+from torch.optim.swa_utils import SWALR  # noqa: E402
 
 from common import (  # noqa: E402
     Digits,
@@ -55,6 +57,7 @@ from common import (  # noqa: E402
     write_json,
 )
 from landscape import zoo  # noqa: E402
+from landscape.training import SAM, SWA  # noqa: E402
 
 STUDY = "sgd_sam_swa"
 METHODS = ("SGD", "SAM", "SWA", "SWA last iterate")
@@ -71,42 +74,19 @@ def batches(data: Digits, batch_size: int, generator: torch.Generator) -> list[t
             for i in range(0, len(perm), batch_size)]
 
 
-def batchnorm_frozen(model: nn.Module) -> list[tuple[nn.Module, float | None]]:
-    """Set BatchNorm momentum to 0 (running statistics unchanged by the next passes); returns
-    what to restore."""
-    saved = [(m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m, _ in saved:
-        m.momentum = 0.0
-    return saved
+def step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    """One optimizer step on the batch; SAM evaluates the closure twice (at θ and at θ + ε̂)."""
+    def closure() -> Tensor:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
 
-
-def sam_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, rho: float) -> None:
-    """One SAM step (Foret et al. 2021, Alg. 1): g = ∇L_B(θ), ε̂ = ρ g/‖g‖, then the base
-    optimizer steps from θ with ∇L_B(θ + ε̂)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    with torch.no_grad():
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        norm = torch.sqrt(sum((g * g).sum() for g in grads))
-        eps = [g * (rho / (norm + 1e-12)) for g in grads]
-        for p, e in zip(params, eps):
-            p.add_(e)
-    opt.zero_grad(set_to_none=True)
-    saved = batchnorm_frozen(model)
-    F.cross_entropy(model(x), y).backward()
-    for m, momentum in saved:
-        m.momentum = momentum
-    with torch.no_grad():
-        for p, e in zip(params, eps):
-            p.sub_(e)
-    opt.step()
-
-
-def sgd_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
+    if isinstance(opt, SAM):
+        opt.step(closure)
+    else:
+        opt.zero_grad(set_to_none=True)
+        closure()
+        opt.step()
 
 
 def cosine(lr0: float, epochs: int) -> list[float]:
@@ -121,32 +101,30 @@ def train(method: str, data: Digits, *, model_kind: str, seed: int, epochs: int,
     torch.manual_seed(seed)
     model = make_model(model_kind)
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sgd = dict(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = SAM(model, torch.optim.SGD, rho=rho, **sgd) if method == "SAM" else torch.optim.SGD(model.parameters(), **sgd)
     order = torch.Generator().manual_seed(seed + 10_000)
     schedule = cosine(lr, epochs)
-    averaged = AveragedModel(model) if method == "SWA" else None
-    swa_scheduler = SWALR(opt, swa_lr=swa_lr, anneal_epochs=1, anneal_strategy="cos") if averaged else None
+    swa = SWA(model) if method == "SWA" else None
+    swa_scheduler = SWALR(opt, swa_lr=swa_lr, anneal_epochs=1, anneal_strategy="cos") if swa else None
     start, steps, averaged_epochs = time.perf_counter(), 0, 0
     for epoch in range(epochs):
-        in_swa_phase = averaged is not None and epoch >= swa_start
+        in_swa_phase = swa is not None and epoch >= swa_start
         if not in_swa_phase:
             for group in opt.param_groups:
                 group["lr"] = schedule[epoch]
         for x, y in batches(data, batch_size, order):
-            if method == "SAM":
-                sam_step(model, opt, x, y, rho)
-            else:
-                sgd_step(model, opt, x, y)
+            step(model, opt, x, y)
             steps += 1
         if in_swa_phase:
-            averaged.update_parameters(model)
+            swa.update()
             averaged_epochs += 1
             swa_scheduler.step()
     models = {method: model}
-    if averaged is not None:
+    if swa is not None:
         bn_loader = [(x, y) for x, y in batches(data, 256, torch.Generator().manual_seed(seed))]
-        update_bn(bn_loader, averaged)  # BatchNorm statistics of the averaged weights (no-op without BN)
-        models = {"SWA": averaged.module, "SWA last iterate": model}
+        # a copy of the average, its BatchNorm statistics recomputed on bn_loader (unused without BN)
+        models = {"SWA": swa.averaged(bn_loader), "SWA last iterate": model}
     for m in models.values():
         m.eval()
     return models, {"epochs": epochs, "steps": steps, "averaged_epochs": averaged_epochs,
