@@ -2,11 +2,20 @@
 
 __version__ = "0.1.0"
 
-from .api import Analysis, gradient_noise, hessian_eigs, hessian_trace, interpolate, random_line, random_plane  # noqa: E402
+from .api import (  # noqa: E402
+    Analysis,
+    gradient_noise,
+    hessian_eigs,
+    hessian_trace,
+    interpolate,
+    random_line,
+    random_plane,
+    sharpness_measures,
+)
 from .errors import LandscapeError  # noqa: E402
 from .loading import load_checkpoint, load_problem, save  # noqa: E402
 from .problem import Batch, Problem  # noqa: E402
 
 __all__ = ["Analysis", "Batch", "LandscapeError", "Problem", "__version__", "gradient_noise", "hessian_eigs",
            "hessian_trace", "interpolate", "load_checkpoint", "load_problem", "random_line", "random_plane",
-           "save"]
+           "save", "sharpness_measures"]

@@ -37,6 +37,9 @@ from .noise.analysis import GROUP as NOISE_GROUP
 from .noise.analysis import gradient_noise as _gradient_noise
 from .problem import Problem
 from .scan import RESUME_KEYS, base_settings
+from .sharpness.config import SharpnessConfig
+from .sharpness.measures import compute_measures
+from .sharpness.step import write_measure
 from .store import ResultsWriter
 from .surfaces import (
     NamedDirection,
@@ -64,6 +67,10 @@ class Analysis:
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.result, name)
+
+    def __getitem__(self, key: str) -> Any:
+        """An entry of a result that is a mapping (``sharpness_measures(problem)["worst_l2"]``)."""
+        return self.result[key]
 
     def figures(self) -> dict[str, Any]:
         """Every report figure of this result, keyed like ``surfaces/2d/contour``."""
@@ -204,3 +211,19 @@ def gradient_noise(problem: Problem, examples: int | None = None, batch_size: in
     attrs, arrays = result.to_group()
     return Analysis(result, lambda writer: writer.write_group(NOISE_GROUP, attrs, arrays),
                     _settings(problem, seed=seed))
+
+
+# ---------------------------------------------------------------------------- sharpness
+def sharpness_measures(problem: Problem, *measures: str, seed: int = 0, **settings: Any) -> Analysis:
+    """The sharpness measures named (all of them when none: see
+    :data:`landscape.sharpness.MEASURE_NAMES`), with any :class:`~landscape.sharpness.SharpnessConfig`
+    setting as a keyword (``rho=0.1``, ``rays=16``). The result maps each name to its
+    :class:`~landscape.sharpness.SharpnessResult`: ``sharpness_measures(problem)["worst_l2"].value``."""
+    config = SharpnessConfig(measures=measures, seed=seed, **settings)
+    config.check(problem)
+    results = {r.name: r for r in compute_measures(problem, config)}
+
+    def write(writer: ResultsWriter) -> None:
+        for result in results.values():
+            write_measure(writer, result, config)
+    return Analysis(results, write, _settings(problem, seed=seed))

@@ -24,13 +24,15 @@ pytestmark = pytest.mark.xdist_group("scan")
 EXPECTED_FIGURES = {
     "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "basins/2d/area", "basins/2d/persistence",
     "curves/loss", "curves/accuracy", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
+    "sharpness/bars", "sharpness/rays",
 }
+ONLY_IN_COMPARE_FILES = ["Lines between checkpoints"]
 
 
 def test_every_group_gets_its_panel(scan):
     report = load_report(scan)
     assert set(report.figures) == EXPECTED_FIGURES
-    assert report.skipped == [] and report.notes == [] and report.absent == []
+    assert report.skipped == [] and report.notes == [] and report.absent == ONLY_IN_COMPARE_FILES
     settings = tables(scan)["settings"]
     with h5py.File(scan) as f:
         root_attrs = set(f.attrs)
@@ -165,13 +167,13 @@ def test_missing_parts_and_old_schema_render_what_they_can(scan, tmp_path):
     skipped = {s.what: s.reason for s in report.skipped}
     assert "dataset 'loss' is missing" in skipped["surfaces/2d/train/loss"]
     assert "dataset 'weights' is missing" in skipped["curvature/density"]
-    assert report.absent == ["Gradient noise"]
+    assert report.absent == [*ONLY_IN_COMPARE_FILES, "Gradient noise"]  # in panel order
     assert set(report.figures) == EXPECTED_FIGURES - {"curvature/density", "noise/spectrum", "noise/overlap"}
     first = report.figures["surfaces/2d/contour"].layout.updatemenus[0].buttons[0].label
     assert first == "train accuracy"  # the loss grid is gone: the other grids still show
     html = write_report(path, tmp_path / "old.html").read_text()
     assert "skipped surfaces/2d/train/loss: dataset &#x27;loss&#x27; is missing" in html
-    assert "not in this file: Gradient noise" in html
+    assert "not in this file: Lines between checkpoints, Gradient noise" in html
 
 
 def test_malformed_groups_and_failing_panels_are_listed_not_fatal(scan, tmp_path, monkeypatch):
@@ -209,13 +211,13 @@ def test_an_xy_grid_from_an_old_writer_is_transposed(scan, tmp_path):
 def test_unknown_groups_are_shown_raw(scan, tmp_path):
     path = copy_without(scan, tmp_path / "extra.h5", [])
     with h5py.File(path, "a") as f:
-        g = f.create_group("sharpness/keskar")
+        g = f.create_group("mystery/keskar")
         g.attrs["epsilon"] = 1e-3
         g["value"] = 4.25
         f.create_group("curvature/new_estimator").attrs["method"] = "magic"
     found = tables(path)
-    assert ["keskar · epsilon", "0.001"] in found["other/sharpness"].rows
-    assert ["keskar/value", "4.25"] in found["other/sharpness"].rows
+    assert ["keskar · epsilon", "0.001"] in found["other/mystery"].rows
+    assert ["keskar/value", "4.25"] in found["other/mystery"].rows
     assert ["method", "magic"] in found["other/curvature/new_estimator"].rows
 
 
@@ -226,7 +228,7 @@ def test_a_new_panel_is_one_registered_function(scan, monkeypatch):
     def count_panel(h5):
         return [panels.TableItem("count", "Count", ["n"], [[str(h5.attrs["num_parameters"])]])]
     assert tables(scan)["count"].rows == [["682"]]
-    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 4
+    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 6
 
 
 @pytest.mark.parametrize("content", [b"plain text, not HDF5\n", b""])

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from landscape import Problem, zoo
 from landscape.problem import flatten, unflatten
 from landscape.scan import base_settings, run_scan
+from landscape.sharpness import SharpnessConfig
+from landscape.sharpness.step import sharpness_step
 from landscape.store import ResultsWriter
 from landscape.surfaces import NamedDirection, SurfaceSpec, directions_step, random_directions, surface_step
 from landscape.views import plots
@@ -175,6 +177,8 @@ def _write_real_scan(path: Path, *, model_spec: str = "digits_mlp", extras: bool
     ]
     if extras:
         steps.append(type(steps[0])("curvature+noise", lambda p, w: _curvature_and_noise(w, p)))
+        steps.append(sharpness_step(SharpnessConfig(measures=("average", "ray_width"), samples=8, rays=3,
+                                                    ray_points=11), label="trained"))
     return run_scan(problem, path, steps, settings)
 
 

@@ -26,6 +26,7 @@ from ..options import (
 )
 from ..problem import Problem
 from ..scan import ScanStep
+from ..sharpness import cli as sharpness_cli
 from .config import DEFAULT_POINTS, DEFAULT_RANGE, SurfaceConfig, grid_axes
 
 SCAN_HELP = ("the default analyses of a checkpoint: 1-D and 2-D loss surfaces, top Hessian eigenvalues "
@@ -87,6 +88,7 @@ def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
     add_grid_arguments(parser, dims=False, range_help=AROUND_RANGE + "; the 1-D curve uses the first axis")
     add_direction_arguments(parser)
     noise_cli.add_noise_scan_arguments(parser)
+    sharpness_cli.add_sharpness_scan_arguments(parser)
 
 
 def add_surface_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,11 +108,13 @@ def _surface_steps(args: argparse.Namespace, problem: Problem, dims: list[int]
 
 
 def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
+    sharpness_steps = sharpness_cli.sharpness_steps_from_args(args) if dims == [1, 2] else []
     problem, provenance = problem_from_args(args)
     steps, settings = _surface_steps(args, problem, dims)
-    if dims == [1, 2]:  # the full scan: the curvature defaults and, with --noise, the noise
+    if dims == [1, 2]:  # the full scan: the curvature defaults, with --noise the noise, with --sharpness the measures
         steps.append(curvature_cli.default_scan_step(args))
         steps += noise_cli.noise_steps_from_args(args, provenance)
+        steps += sharpness_steps
     path = run_into_file(args, problem, provenance, steps, settings, [args.checkpoint])
     print_headline(path)
     print(f"results: {path}")

@@ -9,18 +9,19 @@ skipped with the reason; it never breaks the report.
 
 This module is the registry (the item types, :func:`panel`, :func:`run_panels`, the helpers
 panels share) and the catch-all "Other results" panel. The panels themselves live in
-:mod:`.surface_panels` (surfaces and 1-D curves) and :mod:`.analysis_panels` (curvature,
-noise, settings, directions); ``landscape/views/__init__.py`` imports each of them once, and
-that import is what registers their panels. This module never imports them (no cycle).
+:mod:`.surface_panels` (surfaces and 1-D curves), :mod:`.basin_panels` (basin statistics of
+2-D surfaces), :mod:`.flatness_panels` (sharpness measures, lines between checkpoints) and
+:mod:`.analysis_panels` (curvature, noise, settings, directions); ``landscape/views/__init__.py``
+imports each of them once, and that import is what registers their panels. This module never imports them (no cycle).
 
 To add a view for a new analysis, write one function in one of those modules (or a new
 module that ``landscape/views/__init__.py`` imports) and decorate it::
 
-    @panel(order=45, name="Sharpness", reads=("sharpness",))
-    def sharpness_panel(h5):
-        if "sharpness" not in h5:
+    @panel(order=45, name="Weight norms", reads=("norms",))
+    def norms_panel(h5):
+        if "norms" not in h5:
             return None
-        return [TableItem("sharpness/table", "Sharpness", ["measure", "value"], rows)]
+        return [TableItem("norms/table", "Weight norms", ["layer", "norm"], rows)]
 """
 
 from __future__ import annotations

@@ -171,7 +171,8 @@ def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
 @panel(order=20, name="1-D curves", reads=("surfaces",))
 def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
     """One figure per metric overlaying every 1-D surface (train and test) with its checkpoints."""
-    groups = [(n, g) for n, g in child_groups(h5, "surfaces") if _surface_ndim(g) == 1]
+    # lines between compared checkpoints (they have a barrier) are drawn by the lines panel
+    groups = [(n, g) for n, g in child_groups(h5, "surfaces") if _surface_ndim(g) == 1 and f"barriers/{n}" not in h5]
     if not groups:
         return None
     items: list[Item] = []

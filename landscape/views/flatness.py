@@ -1,0 +1,87 @@
+"""Reading sharpness measures and connecting lines back from a results file.
+
+A ``compare`` file holds several models (``models/c0, c1, ...``); a ``scan --sharpness`` file
+holds one (``sharpness/c0``). Both read into one :class:`Comparison`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from ..sharpness.config import MEASURE_NAMES
+from ..sharpness.result import SharpnessResult
+from ..store import open_results
+from .reading import attrs_of
+
+
+@dataclass
+class ModelMeasures:
+    """One model's label, its summary attributes (``models/<key>``) and its measures by name."""
+
+    key: str
+    label: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    measures: dict[str, SharpnessResult] = field(default_factory=dict)
+
+
+@dataclass
+class Barrier:
+    """The loss barrier of the line from one model to another, per split."""
+
+    name: str
+    first_label: str
+    second_label: str
+    values: dict[str, float]
+    peak_at: dict[str, float]
+
+
+@dataclass
+class Comparison:
+    """Every model's measures and every line's barrier found in a file."""
+
+    models: list[ModelMeasures]
+    barriers: list[Barrier]
+
+    def measure_names(self) -> list[str]:
+        """Measures any model has, in the package's order (unknown names last)."""
+        found = {name for model in self.models for name in model.measures}
+        return [n for n in MEASURE_NAMES if n in found] + sorted(found - set(MEASURE_NAMES))
+
+
+def _complete(node: Any) -> bool:
+    return isinstance(node, h5py.Group) and bool(node.attrs.get("complete", False))
+
+
+def _read_model(h5: h5py.File, key: str, group: h5py.Group) -> ModelMeasures:
+    summary = attrs_of(h5[f"models/{key}"]) if _complete(h5.get(f"models/{key}")) else {}
+    measures = {}
+    for name, node in group.items():
+        if _complete(node):
+            arrays = {k: v[()] for k, v in node.items() if isinstance(v, h5py.Dataset)}
+            measures[name] = SharpnessResult.from_group(attrs_of(node), arrays)
+    label = str(summary.get("label") or next((str(m) for n in group.values() if (m := n.attrs.get("model_label"))),
+                                             "") or Path(str(h5.attrs.get("checkpoint_path", key))).stem)
+    return ModelMeasures(key, label, summary, measures)
+
+
+def read_comparison(source: str | Path | h5py.File) -> Comparison:
+    """The models and barriers of a results file (path or open file)."""
+    if not isinstance(source, h5py.File):
+        with open_results(source) as h5:
+            return read_comparison(h5)
+    sharpness = source.get("sharpness")
+    groups = sorted(sharpness.items(), key=lambda kv: (len(kv[0]), kv[0])) if isinstance(sharpness, h5py.Group) else []
+    models = [_read_model(source, key, group) for key, group in groups if isinstance(group, h5py.Group)]
+    barriers = []
+    for name, node in (source["barriers"].items() if "barriers" in source else []):
+        if _complete(node):
+            attrs = attrs_of(node)
+            splits = [k.removesuffix("_barrier") for k in attrs if k.endswith("_barrier")]
+            barriers.append(Barrier(name, str(attrs["first_label"]), str(attrs["second_label"]),
+                                    {s: float(attrs[f"{s}_barrier"]) for s in splits},
+                                    {s: float(attrs[f"{s}_peak_at"]) for s in splits}))
+    return Comparison(models, barriers)
