@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__, progress
+from .compare import cli as compare_cli
 from .curvature import cli as curvature_cli
 from .errors import LandscapeError
 from .noise import cli as noise_cli
@@ -32,6 +33,7 @@ examples:
   landscape surface ckpt.pt --dims 1 --points 101 --range -0.5 0.5 --splits test
   landscape interpolate a.pt b.pt                  # loss along the line from a to b
   landscape interpolate a.pt b.pt c.pt             # the plane through three checkpoints
+  landscape compare sgd.pt sam.pt swa.pt --labels SGD,SAM,SWA   # sharpness measures side by side
   landscape info scan.h5                            # what a results file holds
 """
 
@@ -74,6 +76,7 @@ COMMANDS: list[Command] = [
      surfaces_cli.run_interpolate_command),
     ("hessian", curvature_cli.HELP, curvature_cli.add_arguments, curvature_cli.run),
     ("noise", noise_cli.HELP, noise_cli.add_noise_arguments, noise_cli.run_noise),
+    ("compare", compare_cli.HELP, compare_cli.add_compare_arguments, compare_cli.run_compare),
     ("view", view_cli.VIEW_HELP, view_cli.add_view_arguments, view_cli.run_view),
     ("info", "print what a results file holds", _add_info, _run_info),
 ]

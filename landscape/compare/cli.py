@@ -1,0 +1,99 @@
+"""``landscape compare A.pt B.pt C.pt --labels SGD,SAM,SWA``: the same sharpness measures on
+every checkpoint, the same random rays, and the line through each pair with its loss barrier."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..errors import LandscapeError
+from ..options import (
+    add_config_arguments,
+    add_problem_arguments,
+    config_from_args,
+    integer,
+    problem_from_args,
+    run_into_file,
+    write_report_next_to,
+)
+from ..sharpness.config import SharpnessConfig
+from .steps import Checkpoint, check_same_architecture, compare_steps, line_axis
+
+HELP = "sharpness measures, random rays and connecting lines of several checkpoints side by side (+ report)"
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """Checkpoints and labels, the problem options, the measures' and the lines' options."""
+    parser.add_argument("checkpoints", nargs="+", metavar="CKPT", help="two or more checkpoints of one architecture")
+    parser.add_argument("--labels", help="comma-separated names, one per checkpoint (default: file names)")
+    add_problem_arguments(parser, output_name="compare")
+    add_config_arguments(parser.add_argument_group("sharpness measures"), SharpnessConfig)
+    lines = parser.add_argument_group("lines between checkpoints")
+    lines.add_argument("--line-points", type=integer(2), default=21, metavar="N",
+                       help="points on the segment from each checkpoint to the next (both ends included)")
+    lines.add_argument("--line-extend", type=float, default=0.5, metavar="T",
+                       help="how far past both ends the line continues, in units of the segment")
+    lines.add_argument("--no-lines", action="store_true", help="skip the lines and barriers")
+
+
+def labels_from_args(args: argparse.Namespace) -> list[str]:
+    """``--labels`` split on commas (or the file names), one per checkpoint, all different."""
+    if len(args.checkpoints) < 2:
+        raise LandscapeError(f"compare takes at least 2 checkpoints, got {len(args.checkpoints)}")
+    labels = ([s.strip() for s in args.labels.split(",")] if args.labels is not None
+              else [Path(p).stem for p in args.checkpoints])
+    if len(labels) != len(args.checkpoints):
+        raise LandscapeError(f"--labels gives {len(labels)} names for {len(args.checkpoints)} checkpoints; "
+                             "give one per checkpoint, comma-separated")
+    if any(not label for label in labels) or len(set(labels)) != len(labels):
+        raise LandscapeError(f"--labels {args.labels}: the names must be non-empty and different")
+    return labels
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``landscape compare``: check every option, load every checkpoint, then compute into one file."""
+    labels = labels_from_args(args)
+    config = config_from_args(SharpnessConfig, args, seed=args.seed)
+    config.selected()
+    axis = None if args.no_lines else line_axis(args.line_points, args.line_extend)
+    checkpoints = []
+    for index, (path, label) in enumerate(zip(args.checkpoints, labels)):
+        problem, provenance = problem_from_args(args, path)
+        checkpoints.append(Checkpoint(f"c{index}", label, path, problem, provenance))
+    check_same_architecture(checkpoints)
+    first = checkpoints[0]
+    splits = first.problem.split_names
+    steps = compare_steps(checkpoints, config, line_axis_values=axis, splits=splits)
+    settings = {"seed": args.seed, "checkpoints": [str(p) for p in args.checkpoints], "labels": labels,
+                "sharpness_options": config.settings()}
+    path = run_into_file(args, first.problem, first.provenance, steps, settings, list(args.checkpoints))
+    print(f"results: {path}")
+    print_table(path)
+    write_report_next_to(path, args)
+    return 0
+
+
+def print_table(path: Path) -> None:
+    """Each measure's value per checkpoint (± its standard error; * where not converged)."""
+    from ..views.flatness import read_comparison
+
+    comparison = read_comparison(path)
+    labels = [model.label for model in comparison.models]
+    width = max(len(label) for label in labels) + 2
+    print("  " + f"{'measure':22s}" + "".join(f"{label:>{max(width, 18)}s}" for label in labels))
+    for name in comparison.measure_names():
+        cells = []
+        for model in comparison.models:
+            result = model.measures.get(name)
+            if result is None:
+                cells.append("—")
+                continue
+            text = f"{result.value:.4g}"
+            if math.isfinite(result.stderr):
+                text += f" ± {result.stderr:.2g}"
+            cells.append(text + ("" if result.converged else "*"))
+        print("  " + f"{name:22s}" + "".join(f"{c:>{max(width, 18)}s}" for c in cells))
+    for barrier in comparison.barriers:
+        print(f"  barrier {barrier.first_label} → {barrier.second_label}: "
+              + ", ".join(f"{split} {value:.4g}" for split, value in barrier.values.items()))
