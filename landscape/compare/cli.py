@@ -18,6 +18,7 @@ from ..options import (
     write_report_next_to,
 )
 from ..sharpness.config import SharpnessConfig
+from ..sharpness.result import SharpnessResult
 from .steps import Checkpoint, check_same_architecture, compare_steps, line_axis
 
 HELP = "sharpness measures, random rays and connecting lines of several checkpoints side by side (+ report)"
@@ -74,26 +75,29 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cell(result: SharpnessResult | None) -> str:
+    """``value ± stderr`` with ``*`` when not converged; ``—`` for a measure not computed."""
+    if result is None:
+        return "—"
+    text = f"{result.value:.4g}"
+    if math.isfinite(result.stderr):
+        text += f" ± {result.stderr:.2g}"
+    return text + ("" if result.converged else "*")
+
+
 def print_table(path: Path) -> None:
     """Each measure's value per checkpoint (± its standard error; * where not converged)."""
     from ..views.flatness import read_comparison
 
     comparison = read_comparison(path)
-    labels = [model.label for model in comparison.models]
-    width = max(len(label) for label in labels) + 2
-    print("  " + f"{'measure':22s}" + "".join(f"{label:>{max(width, 18)}s}" for label in labels))
+    rows = [["measure", *(model.label for model in comparison.models)]]
     for name in comparison.measure_names():
-        cells = []
-        for model in comparison.models:
-            result = model.measures.get(name)
-            if result is None:
-                cells.append("—")
-                continue
-            text = f"{result.value:.4g}"
-            if math.isfinite(result.stderr):
-                text += f" ± {result.stderr:.2g}"
-            cells.append(text + ("" if result.converged else "*"))
-        print("  " + f"{name:22s}" + "".join(f"{c:>{max(width, 18)}s}" for c in cells))
+        rows.append([name, *(_cell(model.measures.get(name)) for model in comparison.models)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  " + f"{row[0]:<{widths[0]}}" + "".join(f"  {c:>{w}}" for c, w in zip(row[1:], widths[1:])))
+    if any(cell.endswith("*") for row in rows for cell in row):
+        print("  * not converged: see the measure's notes in the report")
     for barrier in comparison.barriers:
         print(f"  barrier {barrier.first_label} → {barrier.second_label}: "
               + ", ".join(f"{split} {value:.4g}" for split, value in barrier.values.items()))
