@@ -1,6 +1,6 @@
 """Is SAM (or SWA) flatter than SGD, and by which measure? Train all three on digits, then compare.
 
-    python examples/flatness.py [--out flatness] [--epochs 60]
+    python examples/flatness.py [--out flatness] [--epochs 60] [--screenshot docs/flatness.png]
 
 Trains three versions of the zoo's digits MLP from one initialization and one data order
 (a few minutes on a 2-core CPU, most of it in the comparison):
@@ -14,6 +14,8 @@ saves them with ``landscape.save`` and runs
 
 which writes the results file and its report (OUT/flatness.compare.html): every sharpness
 measure per model, the loss along shared random rays and along the lines between the models.
+``--screenshot PNG`` also opens the report in headless Chromium (playwright) and saves its
+sharpness section, as in the README.
 """
 
 from __future__ import annotations
@@ -83,11 +85,31 @@ def run(out: Path, epochs: int, seed: int, extra: list[str]) -> Path:
     return result
 
 
+def screenshot(html: Path, png: Path) -> None:
+    """The report's sharpness figures and measures table, rendered by headless Chromium, as one PNG."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(html.resolve().as_uri())
+        page.wait_for_function("[...document.querySelectorAll('.lsplot')].every(d => d.dataset.rendered === 'true')")
+        page.mouse.move(2, 2)  # no hover toolbar in the picture
+        top = page.locator("#panel-sharpness").bounding_box()
+        end = page.locator('#panel-sharpness .table[data-key="sharpness/cost"]').bounding_box()
+        assert top is not None and end is not None
+        page.screenshot(path=str(png), full_page=True,
+                        clip={"x": top["x"], "y": top["y"], "width": top["width"], "height": end["y"] - top["y"]})
+        browser.close()
+    print(f"screenshot: {png}")
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("flatness"))
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--screenshot", type=Path, help="also save the report's sharpness section as this PNG")
     parser.add_argument("compare_options", nargs=argparse.REMAINDER,
                         help="more options for `landscape compare` (after --), e.g. -- --measure worst_l2")
     return parser.parse_args()
@@ -95,4 +117,6 @@ def parse() -> argparse.Namespace:
 
 if __name__ == "__main__":
     args = parse()
-    run(args.out, args.epochs, args.seed, [a for a in args.compare_options if a != "--"])
+    results = run(args.out, args.epochs, args.seed, [a for a in args.compare_options if a != "--"])
+    if args.screenshot:
+        screenshot(results.with_suffix(".html"), args.screenshot)

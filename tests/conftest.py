@@ -1,5 +1,6 @@
 """Shared test helpers: the repository on sys.path, a real-subprocess CLI runner, and the
-real scan (plain and with markup in it) that the report, export and browser tests read."""
+real scan (plain and with markup in it) that the report, export and browser tests read, and a
+real `landscape compare` file of three checkpoints."""
 
 from __future__ import annotations
 
@@ -78,3 +79,54 @@ def hostile(tmp_path_factory, scan) -> Path:
         f["surfaces/interpolation"].attrs["marker_labels"] = np.array(["init", SCRIPT], dtype=h5py.string_dtype())
         f.create_group(f"{BOLD}-group").attrs[SCRIPT] = IMG
     return path
+
+
+# ---------------------------------------------------------------------------- compare fixtures
+# cheap settings: the measures' correctness is tested against closed forms elsewhere; here the
+# file, its schema and the numbers' agreement with the same measures computed directly
+FAST = ["--measure", "lambda_max", "--measure", "average", "--measure", "worst_l2", "--measure", "ray_width",
+        "--samples", "8", "--steps", "3", "--restarts", "1", "--rays", "3", "--ray-points", "9",
+        "--max-examples", "256", "--line-points", "5", "--line-extend", "0.25", "--no-report", "--quiet"]
+
+
+def fine_tuned(seed: int, lr: float) -> torch.nn.Module:
+    """The bundled MLP after one epoch of SGD with another data order (close to it, not equal)."""
+    import torch.nn.functional as F
+
+    from landscape import zoo
+
+    model = zoo.digits_mlp()
+    model.load_state_dict(torch.load("data/digits_mlp.pt", weights_only=True)["state_dict"])
+    (x, y), = zoo.digits(batch_size=10_000)["train"]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    order = torch.randperm(len(y), generator=gen)
+    for i in range(0, len(y), 64):
+        idx = order[i:i + 64]
+        opt.zero_grad()
+        F.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """The bundled digits MLP and two fine-tuned copies of it, saved as checkpoints."""
+    import landscape
+
+    folder = tmp_path_factory.mktemp("compare")
+    paths = []
+    for k, lr in enumerate((0.05, 0.2)):
+        paths.append(landscape.save(folder / f"tuned{k}.pt", fine_tuned(k, lr), model_spec="digits_mlp",
+                                    data_spec="digits", loss="cross_entropy", batch_size=64))
+    return ["data/digits_mlp.pt", *map(str, paths)]
+
+
+@pytest.fixture(scope="session")
+def compared(checkpoints, tmp_path_factory):
+    """A finished `landscape compare` file of the three checkpoints, labels A, B, C."""
+    from landscape.cli import main
+
+    out = tmp_path_factory.mktemp("out") / "cmp.h5"
+    assert main(["compare", *checkpoints, "--labels", "A,B,C", "-o", str(out), *FAST]) == 0
+    return out

@@ -6,57 +6,16 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 import landscape
-from landscape import zoo
 from landscape.cli import main
 from landscape.compare import line_axis, loss_barrier
 from landscape.sharpness.result import SharpnessResult
-from landscape.views import build_report
+from landscape.views import build_report, write_report
 from landscape.views.flatness import read_comparison
+from tests.conftest import FAST
 
 pytestmark = pytest.mark.xdist_group("compare")
-
-# cheap settings: the measures' correctness is tested against closed forms elsewhere; here the
-# file, its schema and the numbers' agreement with the same measures computed directly
-FAST = ["--measure", "lambda_max", "--measure", "average", "--measure", "worst_l2", "--measure", "ray_width",
-        "--samples", "8", "--steps", "3", "--restarts", "1", "--rays", "3", "--ray-points", "9",
-        "--max-examples", "256", "--line-points", "5", "--line-extend", "0.25", "--no-report", "--quiet"]
-
-
-def fine_tuned(seed: int, lr: float) -> torch.nn.Module:
-    """The bundled MLP after one epoch of SGD with another data order (close to it, not equal)."""
-    model = zoo.digits_mlp()
-    model.load_state_dict(torch.load("data/digits_mlp.pt", weights_only=True)["state_dict"])
-    (x, y), = zoo.digits(batch_size=10_000)["train"]
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    order = torch.randperm(len(y), generator=gen)
-    for i in range(0, len(y), 64):
-        idx = order[i:i + 64]
-        opt.zero_grad()
-        F.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return model
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("compare")
-    paths = []
-    for k, lr in enumerate((0.05, 0.2)):
-        paths.append(landscape.save(folder / f"tuned{k}.pt", fine_tuned(k, lr), model_spec="digits_mlp",
-                                    data_spec="digits", loss="cross_entropy", batch_size=64))
-    return ["data/digits_mlp.pt", *map(str, paths)]
-
-
-@pytest.fixture(scope="module")
-def compared(checkpoints, tmp_path_factory):
-    out = tmp_path_factory.mktemp("out") / "cmp.h5"
-    assert main(["compare", *checkpoints, "--labels", "A,B,C", "-o", str(out), *FAST]) == 0
-    return out
 
 
 def test_file_holds_every_model_measure_line_and_barrier(compared):
@@ -93,9 +52,12 @@ def test_measures_equal_the_same_measures_computed_directly(compared, checkpoint
     assert stored["ray_width"].curves["loss"].shape == (3, 9)
 
 
-def test_report_draws_measures_rays_and_lines(compared):
+def test_report_draws_measures_rays_and_lines(compared, tmp_path):
     with h5py.File(compared, "r") as h5:
         report = build_report(h5, "cmp")
+    # the grid of bar charts sets its own height; its box in the page is that tall, not the default
+    bars_height = report.figures["sharpness/bars"].layout.height
+    assert f'style="height: {bars_height}px" id=' in write_report(compared, tmp_path / "r.html").read_text()
     for key in ("sharpness/bars", "sharpness/rays", "lines/loss"):
         assert key in report.figures, sorted(report.figures)
     tables = {i.key for r in report.results for i in r.shown if not hasattr(i, "figure")}

@@ -69,6 +69,24 @@ def _open(browser, html: Path, width: int = 1280, height: int = 900):
     return page, events
 
 
+def _drawn(div) -> dict:
+    """What a rendered plot div holds: its SVG box, drawn marks, WebGL canvases and traces."""
+    return div.evaluate(DRAWN_JS)
+
+
+DRAWN_JS = """d => {
+    const svg = d.querySelector('svg.main-svg');
+    const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+    // drawn marks: non-trivial SVG paths (lines, markers, contour levels, bars) and heatmap images
+    const marks = [...d.querySelectorAll('.cartesianlayer .trace path')]
+        .filter(p => (p.getAttribute('d') || '').length > 10).length
+        + d.querySelectorAll('.cartesianlayer .hm image').length;
+    const canvases = [...d.querySelectorAll('.gl-container canvas')].filter(c => c.width > 0).length;
+    return {width: box.width, height: box.height, marks: marks, canvases: canvases,
+            data: d.data.length};
+}"""
+
+
 def test_report_renders_every_plot_without_errors(browser, scan, tmp_path):
     html = write_report(scan, tmp_path / "report.html")
     page, events = _open(browser, html)
@@ -76,17 +94,7 @@ def test_report_renders_every_plot_without_errors(browser, scan, tmp_path):
     assert set(keys) == EXPECTED_FIGURES and len(keys) == len(EXPECTED_FIGURES)
     for key in keys:
         div = page.locator(f'.lsplot[data-key="{key}"]')
-        drawn = div.evaluate("""d => {
-            const svg = d.querySelector('svg.main-svg');
-            const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-            // drawn marks: non-trivial SVG paths (lines, markers, contour levels, bars) and heatmap images
-            const marks = [...d.querySelectorAll('.cartesianlayer .trace path')]
-                .filter(p => (p.getAttribute('d') || '').length > 10).length
-                + d.querySelectorAll('.cartesianlayer .hm image').length;
-            const canvases = [...d.querySelectorAll('.gl-container canvas')].filter(c => c.width > 0).length;
-            return {width: box.width, height: box.height, marks: marks, canvases: canvases,
-                    data: d.data.length};
-        }""")
+        drawn = _drawn(div)
         assert drawn["width"] > 300 and drawn["height"] > 300, key
         assert drawn["data"] > 0, key
         if key.endswith("surface3d"):
@@ -172,3 +180,14 @@ def test_a_damaged_partial_file_still_renders_cleanly(browser, scan, tmp_path):
     keys = page.eval_on_selector_all(".lsplot", "els => els.map(e => e.dataset.key)")
     assert set(keys) == EXPECTED_FIGURES - {"curvature/density"}
     page.close()
+
+
+def test_compare_report_renders_every_plot_without_errors(browser, compared, tmp_path):
+    html = write_report(compared, tmp_path / "compare.html")
+    page, events = _open(browser, html)
+    keys = page.eval_on_selector_all(".lsplot", "els => els.map(e => e.dataset.key)")
+    assert {"sharpness/bars", "sharpness/rays", "lines/loss"} <= set(keys)
+    for key in keys:
+        drawn = _drawn(page.locator(f'.lsplot[data-key="{key}"]'))
+        assert drawn["width"] > 300 and drawn["height"] > 300 and drawn["marks"] > 0, key
+    assert events["errors"] == [] and events["requests"] == []

@@ -91,7 +91,8 @@ def _rays_figure(comparison: Comparison) -> go.Figure | None:
                       annotation_text=f"Δ = {rise:g}", annotation_position="top left")
     fig.update_layout(template=plots.TEMPLATE, title=dict(text="Loss rise along shared random rays",
                                                           x=0.5, xanchor="center"),
-                      xaxis_title="distance along a filter-normalized ray", yaxis_title="L(θ + αd) − L(θ)")
+                      xaxis_title="distance along a filter-normalized ray", yaxis_title="L(θ + αd) − L(θ)",
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, x=0))
     return fig
 
 

@@ -160,9 +160,12 @@ def render_html(report: Report, header: dict | None = None, plotlyjs: str | None
                 plot_id = f"plot-{plot_index}"
                 plot_index += 1
                 tall = " tall" if any(t.type in ("surface", "scatter3d") for t in item.figure.data) else ""
+                # a figure that sets its own height (grids of subplots) gets a box that tall
+                height = item.figure.layout.height
+                style = f' style="height: {int(height)}px"' if height else ""
                 caption = f"<figcaption>{esc(item.caption)}</figcaption>" if item.caption else ""
                 figures_html.append(
-                    f'<figure><div class="lsplot{tall}" id="{plot_id}" data-key="{esc(item.key)}" '
+                    f'<figure><div class="lsplot{tall}"{style} id="{plot_id}" data-key="{esc(item.key)}" '
                     f'data-filename="{esc(_file_name(item.key))}"></div>{caption}</figure>')
                 data_blocks.append(f'<script type="application/json" class="figure-data" '
                                    f'data-target="{plot_id}">{_figure_json(item.figure)}</script>')
