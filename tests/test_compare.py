@@ -1,5 +1,6 @@
 """`landscape compare`: one file holding every checkpoint's measures, the shared rays and the
-lines between checkpoints with their barriers; its report panels; its one-line errors."""
+lines between checkpoints with their barriers (and, with --ensemble, averaged weights against
+averaged predictions); its report panels; its one-line errors."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import numpy as np
 import pytest
 
 import landscape
+import landscape.compare.steps
 from landscape.cli import main
 from landscape.compare import line_axis, loss_barrier
+from landscape.sharpness.ensembles import SplitComparison, swa_vs_fge
 from landscape.sharpness.result import SharpnessResult
 from landscape.views import build_report, write_report
-from landscape.views.flatness import read_comparison
+from landscape.views.flatness import read_comparison, read_ensemble
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.xdist_group("compare")
@@ -67,6 +70,72 @@ def test_report_draws_measures_rays_and_lines(compared, tmp_path):
     assert not any(k.startswith("curves/") for k in report.figures)
 
 
+ENSEMBLE = ["--ensemble", "--measure", "average", "--samples", "4", "--no-lines", "--max-examples", "256",
+            "--no-report", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ensembled(checkpoints, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ens") / "ens.h5"
+    assert main(["compare", *checkpoints, "--labels", "A,B,C", "-o", str(out), *ENSEMBLE]) == 0
+    return out
+
+
+def test_ensemble_group_equals_swa_vs_fge_called_directly(ensembled, checkpoints):
+    # the same function on the same three problems (same data, same float32 forward passes in
+    # the same order, scores summed in float64): equal to rounding, rel 1e-12 (measured: bit-equal)
+    problems = [landscape.load_problem(path, max_examples=256)[0] for path in checkpoints]
+    direct = swa_vs_fge(problems)
+    with h5py.File(ensembled, "r") as h5:
+        attrs = h5["ensemble"].attrs
+        assert attrs["complete"] and attrs["prediction"] == "probabilities"
+        assert list(attrs["checkpoint_keys"]) == ["c0", "c1", "c2"]
+        assert list(attrs["checkpoint_labels"]) == ["A", "B", "C"]
+        assert attrs["num_checkpoints"] == 3 and attrs["num_parameters"] == direct.num_parameters
+        assert attrs["bn_rule"] == direct.bn_rule == "no BatchNorm"
+        assert attrs["mean_sq_distance"] == pytest.approx(direct.mean_sq_distance, rel=1e-12)
+        assert direct.mean_sq_distance > 0
+        for split in ("train", "test"):
+            for name in SplitComparison.__dataclass_fields__:
+                assert attrs[f"{split}_{name}"] == pytest.approx(getattr(direct.splits[split], name), rel=1e-12), \
+                    (split, name)
+    read = read_ensemble(ensembled)
+    assert read is not None and read.splits == direct.splits and read.labels == ["A", "B", "C"]
+
+
+def test_report_shows_the_ensemble_table(ensembled):
+    with h5py.File(ensembled, "r") as h5:
+        report = build_report(h5, "ens")
+    assert not report.skipped, report.skipped
+    tables = {i.key: i for r in report.results for i in r.shown if not hasattr(i, "figure")}
+    table = tables["ensemble/table"]
+    assert [row[0] for row in table.rows] == ["train", "test"] and len(table.header) == 9
+    assert "O(‖Δ‖²)" in table.caption and "Mean ‖Δ‖²" in table.caption
+    # read by its panel, not shown again as a raw group
+    other = next(r for r in report.results if r.panel.name == "Other results")
+    assert not any("ensemble" in getattr(i, "key", "") for i in other.items)
+
+
+def test_resume_keeps_the_ensemble_group_and_refuses_another_prediction(ensembled, checkpoints, monkeypatch,
+                                                                         capsys):
+    with h5py.File(ensembled, "r") as h5:
+        before = dict(h5["ensemble"].attrs)
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("the finished ensemble group was computed again")
+    monkeypatch.setattr(landscape.compare.steps, "swa_vs_fge", not_again)
+    args = ["compare", *checkpoints, "--labels", "A,B,C", "-o", str(ensembled), *ENSEMBLE, "--resume"]
+    assert main(args) == 0
+    assert "SWA vs FGE (3 checkpoints, probabilities" in capsys.readouterr().out
+    with h5py.File(ensembled, "r") as h5:
+        after = dict(h5["ensemble"].attrs)
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+    assert main([*args, "--ensemble-prediction", "outputs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0], err
+
+
 def test_resume_with_other_settings_is_refused(compared, checkpoints, capsys):
     args = ["compare", *checkpoints, "--labels", "A,B,C", "-o", str(compared), *FAST, "--resume",
             "--rho", "0.1"]
@@ -96,6 +165,8 @@ def test_loss_barrier_of_a_bump_and_of_a_diverged_segment():
     (["--m", "100000"], "m-sharpness needs 1 ≤ m ≤"),
     (["--measure", "nonsense"], "unknown measure"),
     (["--subspace-dim", "999999"], "--subspace-dim 999999"),
+    (["--ensemble-prediction", "outputs"], "needs --ensemble"),
+    (["--ensemble", "--ensemble-prediction", "logits"], "invalid choice"),
 ])
 def test_bad_options_are_one_line_errors_and_leave_no_file(checkpoints, tmp_path, capsys, extra, message):
     out = tmp_path / "x.h5"

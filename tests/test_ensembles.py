@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
 from landscape import LandscapeError, Problem
-from landscape.sharpness.ensembles import swa_vs_fge
+from landscape.sharpness.ensembles import check_swa_vs_fge, swa_vs_fge
 from tests.models import CNNBN, MLP, image_data, trained_bn_state, vector_data
 
 D = 5
@@ -185,3 +185,15 @@ def test_bad_input() -> None:
     regression = quadratic_setup(1.0)[0]
     with pytest.raises(LandscapeError, match="use prediction='outputs'"):
         swa_vs_fge(regression)
+
+
+def test_check_refuses_up_front_what_swa_vs_fge_would_refuse_midway() -> None:
+    data = vector_data()
+    one = Problem.create(MLP(), F.cross_entropy, data)
+    check_swa_vs_fge([one, one])
+    with pytest.raises(LandscapeError, match=r"checkpoint 1 parameter 'fc1.weight' \[8, 6\]"):
+        check_swa_vs_fge([one, Problem.create(MLP(hidden=8), F.cross_entropy, data)])
+    regression = quadratic_setup(1.0)[0]
+    with pytest.raises(LandscapeError, match="use prediction='outputs'"):
+        check_swa_vs_fge(regression)
+    check_swa_vs_fge(regression, "outputs")

@@ -26,7 +26,7 @@ EXPECTED_FIGURES = {
     "curves/loss", "curves/accuracy", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
     "sharpness/bars", "sharpness/rays",
 }
-ONLY_IN_COMPARE_FILES = ["Lines between checkpoints"]
+ONLY_IN_COMPARE_FILES = ["Lines between checkpoints", "SWA vs FGE"]
 
 
 def test_every_group_gets_its_panel(scan):
@@ -173,7 +173,7 @@ def test_missing_parts_and_old_schema_render_what_they_can(scan, tmp_path):
     assert first == "train accuracy"  # the loss grid is gone: the other grids still show
     html = write_report(path, tmp_path / "old.html").read_text()
     assert "skipped surfaces/2d/train/loss: dataset &#x27;loss&#x27; is missing" in html
-    assert "not in this file: Lines between checkpoints, Gradient noise" in html
+    assert "not in this file: Lines between checkpoints, SWA vs FGE, Gradient noise" in html
 
 
 def test_malformed_groups_and_failing_panels_are_listed_not_fatal(scan, tmp_path, monkeypatch):
@@ -228,7 +228,7 @@ def test_a_new_panel_is_one_registered_function(scan, monkeypatch):
     def count_panel(h5):
         return [panels.TableItem("count", "Count", ["n"], [[str(h5.attrs["num_parameters"])]])]
     assert tables(scan)["count"].rows == [["682"]]
-    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 6
+    assert [p.name for p in panels.registered_panels()].index("Parameter count") == 7
 
 
 @pytest.mark.parametrize("content", [b"plain text, not HDF5\n", b""])

@@ -18,6 +18,7 @@ from ..options import (
     write_report_next_to,
 )
 from ..sharpness.config import SharpnessConfig
+from ..sharpness.ensembles import Prediction
 from ..sharpness.result import SharpnessResult
 from .steps import Checkpoint, check_same_architecture, compare_steps, line_axis
 
@@ -36,6 +37,14 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     lines.add_argument("--line-extend", type=float, default=0.5, metavar="T",
                        help="how far past both ends the line continues, in units of the segment")
     lines.add_argument("--no-lines", action="store_true", help="skip the lines and barriers")
+    ensemble = parser.add_argument_group("averaged weights (SWA) vs averaged predictions (FGE)")
+    ensemble.add_argument("--ensemble", action="store_true",
+                          help="also compare the model with the checkpoints' averaged weights to the ensemble "
+                               "averaging their predictions (off by default: averaging weights only makes sense "
+                               "for checkpoints of one trajectory or one basin, e.g. SWA snapshots)")
+    ensemble.add_argument("--ensemble-prediction", choices=("probabilities", "outputs"), default=None,
+                          help="what the ensemble averages: softmax probabilities (classification, the default) "
+                               "or raw outputs scored with the loss")
 
 
 def labels_from_args(args: argparse.Namespace) -> list[str]:
@@ -58,6 +67,9 @@ def run_compare(args: argparse.Namespace) -> int:
     config = config_from_args(SharpnessConfig, args, seed=args.seed)
     config.selected()
     axis = None if args.no_lines else line_axis(args.line_points, args.line_extend)
+    if args.ensemble_prediction is not None and not args.ensemble:
+        raise LandscapeError(f"--ensemble-prediction {args.ensemble_prediction} needs --ensemble")
+    ensemble: Prediction | None = (args.ensemble_prediction or "probabilities") if args.ensemble else None
     checkpoints = []
     for index, (path, label) in enumerate(zip(args.checkpoints, labels)):
         problem, provenance = problem_from_args(args, path)
@@ -65,7 +77,7 @@ def run_compare(args: argparse.Namespace) -> int:
     check_same_architecture(checkpoints)
     first = checkpoints[0]
     splits = first.problem.split_names
-    steps = compare_steps(checkpoints, config, line_axis_values=axis, splits=splits)
+    steps = compare_steps(checkpoints, config, line_axis_values=axis, splits=splits, ensemble=ensemble)
     settings = {"seed": args.seed, "checkpoints": [str(p) for p in args.checkpoints], "labels": labels,
                 "sharpness_options": config.settings()}
     path = run_into_file(args, first.problem, first.provenance, steps, settings, list(args.checkpoints))
@@ -87,7 +99,7 @@ def _cell(result: SharpnessResult | None) -> str:
 
 def print_table(path: Path) -> None:
     """Each measure's value per checkpoint (± its standard error; * where not converged)."""
-    from ..views.flatness import read_comparison
+    from ..views.flatness import read_comparison, read_ensemble
 
     comparison = read_comparison(path)
     rows = [["measure", *(model.label for model in comparison.models)]]
@@ -101,3 +113,9 @@ def print_table(path: Path) -> None:
     for barrier in comparison.barriers:
         print(f"  barrier {barrier.first_label} → {barrier.second_label}: "
               + ", ".join(f"{split} {value:.4g}" for split, value in barrier.values.items()))
+    ensemble = read_ensemble(path)
+    if ensemble is not None:
+        print(f"  SWA vs FGE ({ensemble.num_checkpoints} checkpoints, {ensemble.prediction}, mean ‖Δ‖² "
+              f"{ensemble.mean_sq_distance:.3g}): "
+              + ", ".join(f"{split} loss {row.swa_loss:.4g} vs {row.fge_loss:.4g} (gap {row.loss_gap:+.3g})"
+                          for split, row in ensemble.splits.items()))

@@ -1,5 +1,6 @@
 """The steps of ``landscape compare``: per checkpoint a model summary and the sharpness
-measures, then the line through each pair extended past both ends, and its loss barrier.
+measures, then the line through each pair extended past both ends, and its loss barrier;
+with ``--ensemble``, averaged weights (SWA) against averaged predictions (FGE) of them all.
 
 Every checkpoint has its own Problem (its own BatchNorm statistics); a step made for one
 of them runs on it whatever problem the scan passes (:func:`on_problem`). Schema in
@@ -8,6 +9,7 @@ docs/architecture.md ("Compare groups").
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -19,6 +21,7 @@ from ..errors import LandscapeError
 from ..problem import Problem
 from ..scan import ScanStep
 from ..sharpness.config import SharpnessConfig
+from ..sharpness.ensembles import Prediction, SplitComparison, check_swa_vs_fge, swa_vs_fge
 from ..sharpness.step import sharpness_step
 from ..store import ResultsWriter
 from ..surfaces.directions import NamedDirection, interpolation_direction
@@ -26,6 +29,7 @@ from ..surfaces.step import SurfaceSpec, directions_step, surface_step
 
 MODELS = "models"
 BARRIERS = "barriers"
+ENSEMBLE = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -144,12 +148,35 @@ def barrier_step(checkpoints: Sequence[Checkpoint], splits: Sequence[str]) -> Sc
     return ScanStep(BARRIERS, run)
 
 
+def ensemble_step(checkpoints: Sequence[Checkpoint], splits: Sequence[str], prediction: Prediction) -> ScanStep:
+    """``ensemble``: :func:`~landscape.sharpness.ensembles.swa_vs_fge` over every checkpoint
+    (predictions on the first checkpoint's data), per split ``<split>_<score>`` attributes."""
+    problems = [c.problem for c in checkpoints]
+    expected = {"prediction": prediction, "checkpoint_keys": [c.key for c in checkpoints], "splits": list(splits)}
+
+    def run(_p: Problem, writer: ResultsWriter) -> None:
+        if writer.has_group(ENSEMBLE, expected):
+            return
+        result = swa_vs_fge(problems, splits=splits, prediction=prediction)
+        scores = {f"{split}_{field.name}": getattr(values, field.name)
+                  for split, values in result.splits.items() for field in dataclasses.fields(SplitComparison)}
+        writer.write_group(ENSEMBLE, {**expected, "checkpoint_labels": [c.label for c in checkpoints],
+                                      "num_checkpoints": result.num_checkpoints,
+                                      "num_parameters": result.num_parameters,
+                                      "mean_sq_distance": result.mean_sq_distance, "bn_rule": result.bn_rule,
+                                      **scores}, {})
+    return ScanStep(ENSEMBLE, run, lambda _p: check_swa_vs_fge(problems, prediction))
+
+
 def compare_steps(checkpoints: Sequence[Checkpoint], config: SharpnessConfig, *, line_axis_values: np.ndarray | None,
-                  splits: Sequence[str]) -> list[ScanStep]:
-    """Models, measures, then lines and barriers (none when ``line_axis_values`` is None)."""
+                  splits: Sequence[str], ensemble: Prediction | None = None) -> list[ScanStep]:
+    """Models, measures, then lines and barriers (none when ``line_axis_values`` is None), then
+    SWA against FGE when ``ensemble`` names what to average (``"probabilities"`` or ``"outputs"``)."""
     steps: list[ScanStep] = [model_step(c) for c in checkpoints]
     steps += [sharpness_step(config, key=c.key, label=c.label, problem=c.problem) for c in checkpoints]
     if line_axis_values is not None:
         steps += line_steps(checkpoints, line_axis_values, splits)
         steps.append(barrier_step(checkpoints, splits))
+    if ensemble is not None:
+        steps.append(ensemble_step(checkpoints, splits, ensemble))
     return steps

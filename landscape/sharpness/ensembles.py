@@ -78,14 +78,8 @@ def swa_vs_fge(problems: Sequence[Problem], *, splits: Sequence[str] | None = No
     ``"outputs"`` averages the raw outputs and scores them with the problem's loss.
     ``splits`` defaults to every split of the first problem.
     """
-    if prediction not in ("probabilities", "outputs"):
-        raise LandscapeError(f"swa_vs_fge: prediction must be 'probabilities' or 'outputs', got {prediction!r}")
-    if len(problems) < 2:
-        raise LandscapeError(f"swa_vs_fge: needs at least 2 checkpoints to average, got {len(problems)}")
+    _check_arguments(problems, prediction)
     base = problems[0]
-    for index, other in enumerate(problems[1:], start=1):
-        _check_same_layout(base.params, other.params, f"checkpoint {index} parameter")
-        _check_same_layout(base.buffers, other.buffers, f"checkpoint {index} buffer")
     members = [({n: p.to(base.device, base.dtype) for n, p in problem.params.items()},
                 {n: b.to(base.device, b.dtype if not b.is_floating_point() else base.dtype)
                  for n, b in problem.buffers.items()}) for problem in problems]
@@ -102,6 +96,39 @@ def swa_vs_fge(problems: Sequence[Problem], *, splits: Sequence[str] | None = No
         splits={s: _compare_split(base, s, members, (swa_params, swa_buffers), prediction) for s in names},
         mean_sq_distance=mean_sq_distance, num_checkpoints=len(members),
         num_parameters=sum(p.numel() for p in base.params.values()), prediction=prediction, bn_rule=bn_rule)
+
+
+def check_swa_vs_fge(problems: Sequence[Problem], prediction: Prediction = "probabilities") -> None:
+    """Refuse, before any work, what :func:`swa_vs_fge` would refuse midway: the arguments
+    and checkpoints it checks first, and (one forward pass on checkpoint 0's first batch of its
+    first split) a model output that cannot be averaged as ``prediction`` asks."""
+    _check_arguments(problems, prediction)
+    base = problems[0]
+    split = base.split_names[0]
+    batch = base.batches(split)[0]
+    with torch.no_grad():
+        _check_output(base.forward(base.params, batch.inputs, base.buffers), batch.target, prediction)
+
+
+def _check_arguments(problems: Sequence[Problem], prediction: str) -> None:
+    if prediction not in ("probabilities", "outputs"):
+        raise LandscapeError(f"swa_vs_fge: prediction must be 'probabilities' or 'outputs', got {prediction!r}")
+    if len(problems) < 2:
+        raise LandscapeError(f"swa_vs_fge: needs at least 2 checkpoints to average, got {len(problems)}")
+    base = problems[0]
+    for index, other in enumerate(problems[1:], start=1):
+        _check_same_layout(base.params, other.params, f"checkpoint {index} parameter")
+        _check_same_layout(base.buffers, other.buffers, f"checkpoint {index} buffer")
+
+
+def _check_output(output: object, target: Tensor, prediction: str) -> None:
+    if not isinstance(output, Tensor):
+        raise LandscapeError(f"swa_vs_fge: the model returns {type(output).__name__}, not a tensor; "
+                             "averaging predictions needs one output tensor per batch")
+    if prediction == "probabilities" and not _class_indices(output, target):
+        raise LandscapeError("swa_vs_fge: prediction='probabilities' needs logits [..., classes] and "
+                             f"class-index targets, got output {list(output.shape)} and target "
+                             f"{list(target.shape)} ({target.dtype}); use prediction='outputs'")
 
 
 def _check_same_layout(reference: Mapping[str, Tensor], other: Mapping[str, Tensor], what: str) -> None:
@@ -136,14 +163,9 @@ def _batch_scores(problem: Problem, batch: Batch, outputs: Sequence[Tensor], swa
                   prediction: Prediction) -> dict[str, float]:
     """Batch means of every score (examples weighted equally within the batch)."""
     target = batch.target
-    if not all(isinstance(out, Tensor) for out in [*outputs, swa_output]):
-        raise LandscapeError(f"swa_vs_fge: the model returns {type(swa_output).__name__}, not a tensor; "
-                             "averaging predictions needs one output tensor per batch")
+    for output in [swa_output, *outputs]:
+        _check_output(output, target, prediction)
     if prediction == "probabilities":
-        if not _class_indices(swa_output, target):
-            raise LandscapeError("swa_vs_fge: prediction='probabilities' needs logits [..., classes] and "
-                                 f"class-index targets, got output {list(swa_output.shape)} and target "
-                                 f"{list(target.shape)} ({target.dtype}); use prediction='outputs'")
         member_predictions = [torch.softmax(out.double(), -1) for out in outputs]
         swa_prediction = torch.softmax(swa_output.double(), -1)
         fge_prediction = torch.stack(member_predictions).mean(0)

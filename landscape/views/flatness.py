@@ -1,11 +1,13 @@
 """Reading sharpness measures and connecting lines back from a results file.
 
 A ``compare`` file holds several models (``models/c0, c1, ...``); a ``scan --sharpness`` file
-holds one (``sharpness/c0``). Both read into one :class:`Comparison`.
+holds one (``sharpness/c0``). Both read into one :class:`Comparison`. ``compare --ensemble``
+adds the group ``ensemble`` (:func:`read_ensemble`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,10 @@ from typing import Any
 import h5py
 
 from ..sharpness.config import MEASURE_NAMES
+from ..sharpness.ensembles import SplitComparison
 from ..sharpness.result import SharpnessResult
 from ..store import open_results
-from .reading import attrs_of
+from .reading import attrs_of, text_list
 
 
 @dataclass
@@ -85,3 +88,35 @@ def read_comparison(source: str | Path | h5py.File) -> Comparison:
                                     {s: float(attrs[f"{s}_barrier"]) for s in splits},
                                     {s: float(attrs[f"{s}_peak_at"]) for s in splits}))
     return Comparison(models, barriers)
+
+
+@dataclass
+class Ensemble:
+    """The ``ensemble`` group: averaged weights (SWA) against averaged predictions (FGE) of the
+    checkpoints ``labels``, per split, with mean_i ‖Δ_i‖² (``mean_sq_distance``)."""
+
+    labels: list[str]
+    num_checkpoints: int
+    num_parameters: int
+    mean_sq_distance: float
+    prediction: str
+    bn_rule: str
+    splits: dict[str, SplitComparison]
+
+
+def read_ensemble(source: str | Path | h5py.File) -> Ensemble | None:
+    """The finished ``ensemble`` group of a results file, or None when there is none (a
+    missing score raises KeyError)."""
+    if not isinstance(source, h5py.File):
+        with open_results(source) as h5:
+            return read_ensemble(h5)
+    node = source.get("ensemble")
+    if not _complete(node):
+        return None
+    attrs = attrs_of(node)
+    splits = text_list(attrs.get("splits")) or [k.removesuffix("_swa_loss") for k in attrs if k.endswith("_swa_loss")]
+    names = [f.name for f in dataclasses.fields(SplitComparison)]
+    return Ensemble(text_list(attrs.get("checkpoint_labels")), int(attrs["num_checkpoints"]),
+                    int(attrs["num_parameters"]), float(attrs["mean_sq_distance"]), str(attrs["prediction"]),
+                    str(attrs.get("bn_rule", "")),
+                    {s: SplitComparison(**{n: float(attrs[f"{s}_{n}"]) for n in names}) for s in splits})

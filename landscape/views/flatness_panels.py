@@ -1,6 +1,6 @@
 """Panels of sharpness measures (``scan --sharpness``, ``compare``): the measures table and bar
-chart, the loss along the shared random rays, and the lines between checkpoints with their
-loss barriers."""
+chart, the loss along the shared random rays, the lines between checkpoints with their
+loss barriers, and averaged weights against averaged predictions (``compare --ensemble``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import plots
-from .flatness import Comparison, read_comparison
+from .flatness import Comparison, Ensemble, read_comparison, read_ensemble
 from .panels import FigureItem, Item, TableItem, group_at, panel, try_part
 from .surface_panels import read_surface
 
@@ -161,3 +161,40 @@ def lines_panel(h5: h5py.File) -> list[Item] | None:
                           "max over t ∈ [0, 1] of L(t) minus the mean of L(0) and L(1)")]
     return try_part("barriers", build)
 
+
+
+def _score(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.4g}"
+
+
+def _ensemble_table(ensemble: Ensemble) -> TableItem:
+    rows = [[split, _score(r.swa_loss), _score(r.swa_accuracy), _score(r.fge_loss), _score(r.fge_accuracy),
+             _score(r.member_loss), _score(r.member_accuracy), f"{r.loss_gap:+.3g}", f"{r.prediction_gap:.3g}"]
+            for split, r in ensemble.splits.items()]
+    scored = ("the negative log-likelihood of the predicted class probabilities" if ensemble.prediction ==
+              "probabilities" else "the problem's loss on the (averaged) outputs")
+    caption = (f"SWA: one model with the mean weights w̄ of the {ensemble.num_checkpoints} checkpoints "
+               f"({', '.join(ensemble.labels)}); BatchNorm statistics at w̄: {ensemble.bn_rule}. FGE: the mean of "
+               f"their {ensemble.prediction}. Loss: {scored}; members: the checkpoints' own values, averaged. "
+               "Loss gap = FGE − SWA loss (negative: the ensemble of predictions is better); prediction gap = "
+               "mean over examples of ‖f_FGE(x) − f(x; w̄)‖. "
+               f"Mean ‖Δ‖² = mean_i ‖w_i − w̄‖² = {ensemble.mean_sq_distance:.4g} over {ensemble.num_parameters} "
+               "parameters. As mean_i Δ_i = 0 the first-order terms cancel: f_FGE − f(w̄) = "
+               "½ mean_i Δ_iᵀ∇²f Δ_i + O(‖Δ‖³), so the two agree to O(‖Δ‖²) — a gap that is small for this "
+               "mean ‖Δ‖² says the checkpoints sit in one region where the network is close to linear in its "
+               "weights; averaging checkpoints of different basins has no such guarantee.")
+    return TableItem("ensemble/table", "Averaged weights (SWA) vs averaged predictions (FGE)",
+                     ["split", "SWA loss", "SWA accuracy", "FGE loss", "FGE accuracy", "mean member loss",
+                      "mean member accuracy", "loss gap", "prediction gap"], rows, caption)
+
+
+@panel(order=32, name="SWA vs FGE", reads=("ensemble",))
+def ensemble_panel(h5: h5py.File) -> list[Item] | None:
+    """SWA against FGE over the compared checkpoints, one row per split."""
+    if group_at(h5, "ensemble") is None:
+        return None
+
+    def build() -> list[Item]:
+        ensemble = read_ensemble(h5)
+        return [] if ensemble is None else [_ensemble_table(ensemble)]
+    return try_part("ensemble", build)
