@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from landscape import Problem, zoo
 from landscape.curvature import HessianOperator
 from landscape.linalg import estimate_trace, lanczos
+from landscape.sharpness import first_crossing
 from landscape.surfaces import compute_surface, random_directions
 
 
@@ -89,24 +90,12 @@ class Measurement:
     seconds: float = 0.0
 
 
-def crossing(alpha: np.ndarray, rise: np.ndarray, level: float) -> tuple[float, bool]:
-    """Smallest α ≥ 0 where ``rise`` (0 at α=0, sampled on increasing ``alpha`` ≥ 0) first
-    reaches ``level``, linearly interpolated; the last α and True when it never does."""
-    for i in range(1, len(alpha)):
-        if not np.isfinite(rise[i]) or rise[i] >= level:
-            if not np.isfinite(rise[i]):
-                return float(alpha[i]), False
-            t = (level - rise[i - 1]) / (rise[i] - rise[i - 1])
-            return float(alpha[i - 1] + t * (alpha[i] - alpha[i - 1])), False
-    return float(alpha[-1]), True
-
-
 def ray_width(alpha: np.ndarray, loss: np.ndarray, rise: float) -> tuple[float, bool]:
     """Width of the basin along a symmetric α grid: α₊ + α₋ where L first exceeds L(0) + rise."""
     center = int(np.argmin(np.abs(alpha)))
     base = loss[center]
-    right, c_right = crossing(alpha[center:], loss[center:] - base, rise)
-    left, c_left = crossing(-alpha[center::-1], loss[center::-1] - base, rise)
+    right, c_right = first_crossing(alpha[center:], loss[center:] - base, rise)
+    left, c_left = first_crossing(-alpha[center::-1], loss[center::-1] - base, rise)
     return right + left, c_right or c_left
 
 

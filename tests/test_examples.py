@@ -54,3 +54,16 @@ def test_api_docstring_examples_run():
 
     failures, tried = doctest.testmod(landscape.api)
     assert tried >= 4 and failures == 0
+
+
+@pytest.mark.slow
+def test_flatness_example_trains_three_models_and_compares_them(tmp_path):
+    import h5py
+
+    printed = run_example("examples/flatness.py", "--out", str(tmp_path), "--epochs", "2", "--",
+                          "--measure", "worst_l2", "--measure", "ray_width", "--steps", "2", "--restarts", "1",
+                          "--rays", "2", "--ray-points", "5", "--line-points", "3", "--no-report", "--quiet")
+    assert "barrier SGD → SAM" in printed
+    with h5py.File(tmp_path / "flatness.compare.h5", "r") as h5:
+        assert [h5[f"models/c{i}"].attrs["label"] for i in range(3)] == ["SGD", "SAM", "SWA"]
+        assert sorted(h5["sharpness/c1"]) == ["ray_width", "worst_l2"]

@@ -12,10 +12,10 @@ from .ensembles import EnsembleComparison, swa_vs_fge
 from .epsilon import epsilon_sharpness
 from .measures import compute_measures
 from .objective import Objective
-from .rays import ray_width
+from .rays import first_crossing, ray_width
 from .result import SharpnessResult
 from .worst import m_sharpness, worst_case_sharpness
 
 __all__ = ["MEASURE_NAMES", "BasinStatistics", "EnsembleComparison", "Objective", "SharpnessConfig",
            "SharpnessResult", "average_sharpness", "basin_statistics", "basins_of_surface", "compute_measures",
-           "epsilon_sharpness", "m_sharpness", "ray_width", "swa_vs_fge", "worst_case_sharpness"]
+           "epsilon_sharpness", "first_crossing", "m_sharpness", "ray_width", "swa_vs_fge", "worst_case_sharpness"]
