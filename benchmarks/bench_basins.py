@@ -38,6 +38,7 @@ os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_basins_numba_")  
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py, beside this script)
 from scipy import ndimage  # noqa: E402
 
 from landscape.sharpness.basins import basin_statistics  # noqa: E402
@@ -97,17 +98,6 @@ def first_call_in_new_process() -> float:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).resolve().parents[1])
     return float(done.stdout.strip())
-
-
-def cpu_model() -> str:
-    """lscpu's "Model name" (from /proc/cpuinfo on Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

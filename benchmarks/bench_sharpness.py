@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 from landscape import load_problem
 from landscape.problem import Problem
@@ -35,17 +36,6 @@ from landscape.sharpness.objective import Objective
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = {"mlp": ("digits MLP", ROOT / "data" / "digits_mlp.pt"),
                "cnn": ("digits CNN (BatchNorm)", ROOT / "data" / "digits_cnn.pt")}
-
-
-def cpu_model() -> str:
-    """lscpu's "Model name" (from /proc/cpuinfo on Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_seconds(fn, repeats: int) -> float:
