@@ -21,6 +21,7 @@ from ..memory import require_fits
 from ..params import flatten, unflatten_rows
 from ..problem import Problem
 from .checks import require_count, require_positive, require_split
+from .precision import gaussian_radius, rounding_fraction, rounding_note
 from .result import SharpnessResult
 
 WHERE = "average_sharpness"
@@ -58,6 +59,11 @@ def average_sharpness(problem: Problem, *, sigma: float = 0.01, adaptive: bool =
     rises = losses[1:] - losses[0]
 
     name = "average_adaptive" if adaptive else "average"
+    rounding = rounding_note(rounding_fraction(theta, theta if adaptive else None,
+                                               gaussian_radius(sigma, theta.numel()), "l2"), theta.dtype)
+    notes = [rounding] if rounding else []
+    if not np.isfinite(rises).all():
+        notes.append("some perturbed points gave a non-finite loss")
     perturbation = "σ |θ*| ⊙ z" if adaptive else "σ z"
     return SharpnessResult(
         name=name,
@@ -71,6 +77,7 @@ def average_sharpness(problem: Problem, *, sigma: float = 0.01, adaptive: bool =
         gradient_evaluations=0,
         loss_evaluations=samples + 1,
         seconds=time.perf_counter() - started,
-        notes="" if np.isfinite(rises).all() else "some perturbed points gave a non-finite loss",
+        converged=not rounding,
+        notes="; ".join(notes),
         samples=rises,
     )

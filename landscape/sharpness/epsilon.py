@@ -28,6 +28,7 @@ from ..memory import require_fits
 from ..problem import Problem
 from .checks import require_count, require_positive
 from .objective import Objective
+from .precision import rounding_fraction, rounding_note
 from .result import SharpnessResult
 
 # converged: the Frank–Wolfe gap max_{s∈box} ∇f·(s − y) at the best point — the increase the
@@ -119,10 +120,15 @@ def epsilon_sharpness(problem: Problem, *, epsilon: float = 1e-3, subspace_dim: 
     max_loss = max(ascent.best_loss, baseline)
     rise = max_loss - baseline
     gap = frank_wolfe_gap(ascent.best_y, ascent.best_gradient, half) if np.isfinite(ascent.best_loss) else np.inf
-    converged = bool(np.isfinite(rise) and gap <= GAP_RTOL * rise)
+    kkt = bool(np.isfinite(rise) and gap <= GAP_RTOL * rise)
+    # the box in θ-space (full space), or the full-space box of the same ε (subspace: a proxy)
+    rounding = rounding_note(rounding_fraction(objective.theta, torch.from_numpy(box_half_widths(theta, epsilon)),
+                                               1.0, "linf"), objective.theta.dtype)
+    converged = kkt and not rounding
     notes = (f"L-BFGS-B: {result.message} after {result.nit} iterations, {result.nfev} evaluations; "
              f"Frank–Wolfe gap {gap:.3g} vs rise {rise:.3g} ("
-             + ("a KKT point of the box)" if converged else "not a KKT point: the maximum is a lower bound)"))
+             + ("a KKT point of the box)" if kkt else "not a KKT point: the maximum is a lower bound)")
+             + (f"; {rounding}" if rounding else ""))
     return SharpnessResult(
         name="epsilon" if subspace_dim is None else "epsilon_subspace",
         value=100.0 * rise / (1.0 + baseline), baseline_loss=baseline, description=DESCRIPTION,

@@ -34,11 +34,13 @@ import torch
 from torch import Tensor
 
 from ..errors import LandscapeError
+from ..params import flatten
 from ..problem import Batch, Problem
 from ..problem.data import concat_batches
 from ..progress import progress
 from .checks import require_choice, require_count, require_positive, require_split
 from .objective import Objective
+from .precision import rounding_fraction, rounding_note
 from .result import SharpnessResult
 
 Norm = Literal["l2", "linf"]
@@ -117,6 +119,11 @@ def sam_start(ball: Ball, gradient: Tensor, fallback: Tensor) -> Tensor:
     return start if defined else fallback
 
 
+def ball_rounding_note(theta: Tensor, rho: float, norm: str, adaptive: bool) -> str:
+    """The note flagging a ball too small for ``theta``'s dtype to resolve ('' when it can)."""
+    return rounding_note(rounding_fraction(theta, theta if adaptive else None, rho, norm), theta.dtype)
+
+
 def worst_case_name(norm: str, adaptive: bool) -> str:
     """``worst_l2``, ``worst_linf``, ``worst_l2_adaptive`` or ``worst_linf_adaptive``."""
     return f"worst_{norm}" + ("_adaptive" if adaptive else "")
@@ -157,8 +164,9 @@ def worst_case_sharpness(problem: Problem, *, rho: float = 0.05, norm: Norm = "l
 
     gain, gain_at_steps = float(curves[:, -1].max()), float(curves[:, steps].max())
     relative_change = (gain - gain_at_steps) / max(abs(gain), TINY)
-    converged = bool(relative_change < CONVERGENCE_TOLERANCE)
-    notes = [] if converged else [
+    rounding = ball_rounding_note(objective.theta, rho, norm_name, adaptive)
+    converged = bool(relative_change < CONVERGENCE_TOLERANCE) and not rounding
+    notes = [rounding] if rounding else [] if converged else [
         f"not converged: doubling the ascent from {steps} to {2 * steps} steps raised the gain by "
         f"{relative_change:.1%} (≥ {CONVERGENCE_TOLERANCE:.0%}); the value is a lower bound, rerun with more steps"]
     spread = (gain - float(curves[:, -1].min())) / max(abs(gain), TINY)
@@ -253,7 +261,10 @@ def m_sharpness(problem: Problem, *, m: int = 128, rho: float = 0.05, norm: Norm
     dropped = examples % m
     unconverged = sum(not r.converged for r in results)
     notes = [f"{dropped} example(s) after the last full batch of {m} dropped"] if dropped else []
-    if unconverged:
+    rounding = ball_rounding_note(flatten(problem.params), rho, norm_name, adaptive)
+    if rounding:
+        notes.append(rounding)
+    elif unconverged:
         notes.append(f"not converged on {unconverged} of {len(results)} batches (doubling the steps raised "
                      f"the gain by ≥ {CONVERGENCE_TOLERANCE:.0%}); rerun with more steps")
     return SharpnessResult(
