@@ -1,7 +1,9 @@
 """Built-in models and data for the bundled examples (scikit-learn's digits, shipped as arrays).
 
 Named in checkpoint metadata and on the command line as ``digits_mlp``, ``digits_cnn``,
-``digits`` and ``digits_images`` (short for ``landscape.zoo:<name>``).
+``digits``, ``digits_images``, ``resnet18_cifar`` and ``cifar_shaped`` (short for
+``landscape.zoo:<name>``). The last two are real shapes for scale tests: a ResNet-18 for
+32×32×3 inputs (``torch.nn`` only) and synthetic CIFAR-shaped data from a teacher network.
 """
 
 from __future__ import annotations
@@ -58,9 +60,59 @@ def digits_cnn(channels: int = 8) -> nn.Module:
     )
 
 
+class BasicBlock(nn.Module):
+    """Two 3×3 conv + BatchNorm layers with an identity (or 1×1 conv + BN) shortcut."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(outputs)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(outputs)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or inputs != outputs:
+            self.shortcut = nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x))."""
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+def resnet18_cifar(width: int = 64, num_classes: int = 10) -> nn.Module:
+    """ResNet-18 for 32×32×3 inputs (3×3 stem, no max-pool; stages of 2 blocks at width,
+    2·width, 4·width, 8·width): 11.2 M parameters at width 64, 0.7 M at 16, 0.18 M at 8."""
+    layers: list[nn.Module] = [nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    inputs = width
+    for stage, stride in enumerate((1, 2, 2, 2)):
+        outputs = width * 2 ** stage
+        layers += [BasicBlock(inputs, outputs, stride), BasicBlock(outputs, outputs, 1)]
+        inputs = outputs
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(inputs, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def cifar_shaped(examples: int = 512, test_examples: int = 256, batch_size: int = 128,
+                 seed: int = 0) -> dict[str, Split]:
+    """Synthetic 3×32×32 images (Gaussian) labelled by a fixed random teacher (a linear map of
+    4×4-pooled pixels, 10 classes): the shapes and cost of CIFAR-10, generated locally."""
+    generator = torch.Generator().manual_seed(seed)
+    teacher = torch.randn(3 * 8 * 8, 10, generator=generator)
+
+    def make(n: int) -> tuple[Tensor, Tensor]:
+        x = torch.randn(n, 3, 32, 32, generator=generator)
+        pooled = nn.functional.avg_pool2d(x, 4).flatten(1)
+        return x, (pooled @ teacher).argmax(1)
+
+    (x_tr, y_tr), (x_te, y_te) = make(examples), make(test_examples)
+    return {"train": _batched(x_tr, y_tr, batch_size), "test": _batched(x_te, y_te, batch_size)}
+
+
 BUILTINS = {
     "digits": digits,
     "digits_images": digits_images,
     "digits_mlp": digits_mlp,
     "digits_cnn": digits_cnn,
+    "resnet18_cifar": resnet18_cifar,
+    "cifar_shaped": cifar_shaped,
 }
