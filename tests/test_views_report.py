@@ -26,13 +26,12 @@ EXPECTED_FIGURES = {
     "curves/loss", "curves/accuracy", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
     "sharpness/bars", "sharpness/rays",
 }
-ONLY_IN_COMPARE_FILES = ["Lines between checkpoints", "SWA vs FGE"]
 
 
 def test_every_group_gets_its_panel(scan):
     report = load_report(scan)
     assert set(report.figures) == EXPECTED_FIGURES
-    assert report.skipped == [] and report.notes == [] and report.absent == ONLY_IN_COMPARE_FILES
+    assert report.skipped == [] and report.notes == []
     settings = tables(scan)["settings"]
     with h5py.File(scan) as f:
         root_attrs = set(f.attrs)
@@ -167,13 +166,13 @@ def test_missing_parts_and_old_schema_render_what_they_can(scan, tmp_path):
     skipped = {s.what: s.reason for s in report.skipped}
     assert "dataset 'loss' is missing" in skipped["surfaces/2d/train/loss"]
     assert "dataset 'weights' is missing" in skipped["curvature/density"]
-    assert report.absent == [*ONLY_IN_COMPARE_FILES, "Gradient noise"]  # in panel order
+    assert "Gradient noise" not in [r.panel.name for r in report.results if r.applies]
     assert set(report.figures) == EXPECTED_FIGURES - {"curvature/density", "noise/spectrum", "noise/overlap"}
     first = report.figures["surfaces/2d/contour"].layout.updatemenus[0].buttons[0].label
     assert first == "train accuracy"  # the loss grid is gone: the other grids still show
     html = write_report(path, tmp_path / "old.html").read_text()
     assert "skipped surfaces/2d/train/loss: dataset &#x27;loss&#x27; is missing" in html
-    assert "not in this file: Lines between checkpoints, SWA vs FGE, Gradient noise" in html
+    assert "Gradient noise" not in html  # only panels for what the file holds: no list of what it lacks
 
 
 def test_malformed_groups_and_failing_panels_are_listed_not_fatal(scan, tmp_path, monkeypatch):

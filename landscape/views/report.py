@@ -40,11 +40,6 @@ class Report:
         """Every part of the file some panel could not show."""
         return [s for r in self.results for s in r.skipped]
 
-    @property
-    def absent(self) -> list[str]:
-        """Analyses the file does not hold (the catch-all panel is not an analysis)."""
-        return [r.panel.name for r in self.results if not r.applies and r.panel.name != "Other results"]
-
 
 def build_report(h5: h5py.File, source: str) -> Report:
     """Run every panel on the open file ``h5`` (``source`` names it in the report)."""
@@ -101,7 +96,6 @@ td { word-break: break-word; max-width: 720px; }
 .notes { background: #fff8e1; border: 1px solid #f0d48a; border-radius: 6px; padding: 8px 16px; margin-top: 14px;
          font-size: 14px; }
 .skipped { color: #8a4b00; font-size: 13px; }
-.absent { color: #666; font-size: 13px; }
 """
 
 _SCRIPT = """
@@ -180,8 +174,6 @@ def render_html(report: Report, header: dict | None = None, plotlyjs: str | None
 
     notes = [f"<li>{esc(n)}</li>" for n in report.notes]
     notes += [f'<li class="skipped">skipped {esc(s.what)}: {esc(s.reason)}</li>' for s in report.skipped]
-    if report.absent:
-        notes.append(f'<li class="absent">not in this file: {esc(", ".join(report.absent))}</li>')
     notes_block = f'<div class="notes"><ul>{"".join(notes)}</ul></div>' if notes else ""
     meta = " · ".join(f"{esc(k)}: {esc(v)}" for k, v in header.items() if v not in ("", None))
     title = f"landscape report: {Path(report.source).name}"
