@@ -10,15 +10,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import LandscapeError
+
+if TYPE_CHECKING:
+    from .scan import TimeBudget
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
           "bfloat16": torch.bfloat16}
@@ -67,6 +71,29 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smh])")
+
+
+def duration(text: str) -> float:
+    """An argparse type: a duration > 0 as a number and a unit, ``90s``, ``10m``, ``1.5h``; in seconds."""
+    match = DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 10m or 1.5h, got {text!r}")
+    seconds = float(match[1]) * DURATION_UNITS[match[2]]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
+    return seconds
+
+
+def add_time_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """``--time-budget DURATION`` of the commands that compute surfaces."""
+    parser.add_argument("--time-budget", type=duration, metavar="DURATION", help="wall time for the whole "
+                        "command (90s, 10m, 1.5h): once spent, stop after the chunk of surface points in "
+                        "flight (surfaces are evaluated coarse to fine) or the step in flight, keep "
+                        "OUT.partial and its report, exit 0; --resume continues")
 
 
 # ---------------------------------------------------------------------------- problem options
@@ -199,8 +226,9 @@ def _name_max(folder: Path) -> int:
 
 
 def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, Any], steps: list,
-                  settings: dict[str, Any], checkpoints: list[str]) -> Path:
-    """Check the outputs against the inputs, run ``steps`` into the results file, return it.
+                  settings: dict[str, Any], checkpoints: list[str], budget: TimeBudget | None = None) -> Path:
+    """Check the outputs against the inputs, run ``steps`` into the results file, return it
+    (``OUT.partial`` when ``budget``, a :class:`landscape.scan.TimeBudget`, ran out first).
 
     The root attribute ``command`` is ``args.command_line`` (set by ``landscape.cli.main``).
     """
@@ -209,16 +237,17 @@ def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, 
     out = output_path(args, checkpoints[0])
     guard_outputs(results_outputs(out, not args.no_report), input_files(args, checkpoints, provenance))
     settings = base_settings(problem, provenance, command=args.command_line or PYTHON_API, **settings)
-    return run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite)
+    return run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite, budget=budget)
 
 
 def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
-    """Write the HTML report beside the results file unless ``--no-report``."""
+    """Write the HTML report beside the results file unless ``--no-report``; for
+    ``OUT.partial`` (a run the time budget stopped) where OUT's report goes."""
     from .views import default_report_path, write_report
 
     if args.no_report:
         return
-    html = default_report_path(path)
+    html = default_report_path(str(path).removesuffix(".partial"))
     write_report(path, html)
     print(f"report: {html}")
 

@@ -8,6 +8,7 @@ their analyses (``landscape.surfaces.step``, ``landscape.curvature.step``, ``lan
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,34 @@ class ScanStep:
     name: str
     run: Callable[[Problem, ResultsWriter], None]
     check: Callable[[Problem], None] = _nothing_to_check
+
+
+def now() -> float:
+    """The budget clock: monotonic seconds (a module function, so tests can replace it)."""
+    return time.monotonic()
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """``--time-budget``: ``seconds`` of wall time counted from ``started`` (:func:`now`), which
+    the CLI takes when the command starts, so loading the checkpoint and data counts."""
+
+    seconds: float
+    started: float
+
+    @classmethod
+    def start(cls, seconds: float) -> TimeBudget:
+        """A budget whose clock starts now."""
+        return cls(seconds, now())
+
+    def spent(self) -> bool:
+        """Whether the budget is used up (checked between steps and between surface chunks)."""
+        return now() - self.started >= self.seconds
+
+
+class BudgetSpent(Exception):
+    """Raised by a step that stopped because the time budget is spent; :func:`run_scan`
+    keeps the ``.partial`` file, which ``--resume`` continues."""
 
 
 # Root attributes that must be equal for a scan to be resumed.
@@ -72,16 +101,25 @@ def base_settings(problem: Problem, provenance: Mapping[str, Any], *, command: s
 
 
 def run_scan(problem: Problem, output: str | Path, steps: Sequence[ScanStep],
-             settings: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False) -> Path:
-    """Run ``steps`` into ``output`` (written as ``output.partial`` until all finish).
+             settings: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False,
+             budget: TimeBudget | None = None) -> Path:
+    """Run ``steps`` into ``output`` (written as ``output.partial`` until all finish); returns
+    ``output``, or ``output.partial`` when ``budget`` ran out first.
 
     Every step's ``check`` runs first: options that cannot work are refused before the
-    file exists.
+    file exists. With a ``budget``, a step is started only while time is left, and a step
+    that can stop part-way (a surface, after the chunk in flight) raises :class:`BudgetSpent`;
+    a step that cannot (Lanczos, noise, a measure) runs to its end. The ``.partial`` is kept.
     """
     for step in steps:
         step.check(problem)
     with ResultsWriter(output, settings, resume=resume, overwrite=overwrite,
                        must_match=RESUME_KEYS, remade=REMADE_GROUPS) as writer:
-        for step in steps:
-            step.run(problem, writer)
+        try:
+            for step in steps:
+                if budget is not None and budget.spent():
+                    raise BudgetSpent(step.name)
+                step.run(problem, writer)
+        except BudgetSpent:
+            return writer.partial  # leaving the block without finish() keeps the .partial
         return writer.finish()

@@ -2,7 +2,8 @@
 
 ``directions.py``: seeded Gaussian directions with filter/layer/no normalization,
 interpolation and three-checkpoint planes. ``compute.py``: grid points, :func:`evaluate_points`,
-:func:`compute_surface` (in memory). ``config.py``: :class:`SurfaceConfig`. ``results.py``:
+:func:`compute_surface` (in memory). ``refine.py``: the coarse-to-fine order of grid points
+and the finest complete level of a partial grid. ``config.py``: :class:`SurfaceConfig`. ``results.py``:
 :class:`SurfaceResult` and the ``surfaces``/``directions`` HDF5 groups. ``step.py``: the scan
 steps. ``cli.py``: ``landscape scan``, ``surface`` and ``interpolate``.
 

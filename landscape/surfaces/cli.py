@@ -19,13 +19,14 @@ from ..noise import cli as noise_cli
 from ..options import (
     add_config_arguments,
     add_problem_arguments,
+    add_time_budget_argument,
     integer,
     problem_from_args,
     run_into_file,
     write_report_next_to,
 )
 from ..problem import Problem
-from ..scan import ScanStep
+from ..scan import ScanStep, TimeBudget
 from ..sharpness import cli as sharpness_cli
 from .config import DEFAULT_POINTS, DEFAULT_RANGE, SurfaceConfig, grid_axes
 
@@ -48,6 +49,7 @@ def add_grid_arguments(parser: argparse.ArgumentParser, *, dims: bool, range_hel
                    f"one value for every axis, or one per axis (default: {DEFAULT_POINTS})")
     s.add_argument("--range", type=float, nargs="+", metavar="X", dest="span", help=range_help)
     s.add_argument("--splits", help="comma-separated data splits to evaluate (default: all)")
+    add_time_budget_argument(parser)
 
 
 def add_direction_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,24 +101,31 @@ def add_surface_arguments(parser: argparse.ArgumentParser) -> None:
     add_direction_arguments(parser)
 
 
-def _surface_steps(args: argparse.Namespace, problem: Problem, dims: list[int]
+def _surface_steps(args: argparse.Namespace, problem: Problem, dims: list[int], budget: TimeBudget | None
                    ) -> tuple[list[ScanStep], dict[str, Any]]:
     from .step import surface_steps
 
     config = config_from_args(args, dims, problem)
-    return surface_steps(problem, config), {**config.settings(), "metric_specs": list(args.metric)}
+    return surface_steps(problem, config, budget=budget), {**config.settings(), "metric_specs": list(args.metric)}
+
+
+def budget_from_args(args: argparse.Namespace) -> TimeBudget | None:
+    """``--time-budget``, its clock started now: call it first thing in a command."""
+    return TimeBudget.start(args.time_budget) if args.time_budget is not None else None
 
 
 def _run_surfaces(args: argparse.Namespace, dims: list[int]) -> int:
+    budget = budget_from_args(args)
     sharpness_steps = sharpness_cli.sharpness_steps_from_args(args) if dims == [1, 2] else []
     problem, provenance = problem_from_args(args)
-    steps, settings = _surface_steps(args, problem, dims)
+    steps, settings = _surface_steps(args, problem, dims, budget)
     if dims == [1, 2]:  # the full scan: the curvature defaults, with --noise the noise, with --sharpness the measures
         steps.append(curvature_cli.default_scan_step(args))
         steps += noise_cli.noise_steps_from_args(args, provenance)
         steps += sharpness_steps
-    path = run_into_file(args, problem, provenance, steps, settings, [args.checkpoint])
+    path = run_into_file(args, problem, provenance, steps, settings, [args.checkpoint], budget)
     print_headline(path)
+    print_budget_stop(path, args)
     print(f"results: {path}")
     write_report_next_to(path, args)
     return 0
@@ -130,6 +139,26 @@ def run_scan_command(args: argparse.Namespace) -> int:
 def run_surface_command(args: argparse.Namespace) -> int:
     """``landscape surface``: one surface of ``--dims`` dimensions."""
     return _run_surfaces(args, [args.dims])
+
+
+def print_budget_stop(path: Path, args: argparse.Namespace) -> None:
+    """When ``--time-budget`` stopped the run (``path`` is ``OUT.partial``): one line with each
+    unfinished surface's points done and finest complete level."""
+    from ..store import open_results
+    from .refine import refinement
+    from .results import surface_progress
+
+    if path.suffix != ".partial":
+        return
+    with open_results(path) as h5:
+        parts = []
+        for name, (axes, done, markers) in surface_progress(h5).items():
+            if not done.all():
+                finest = refinement(axes, done, markers).describe()
+                parts.append(f"surfaces/{name} has {int(done.sum())} of {done.size} points "
+                             f"(finest complete level: {finest})")
+    print(f"time budget of {args.time_budget:g} s spent: {'; '.join(parts) or 'every surface is done'}; "
+          f"the remaining work runs with --resume into {path}")
 
 
 def print_headline(path: Path) -> None:
@@ -188,6 +217,7 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     from .directions import interpolation_direction, plane_directions
     from .step import SurfaceSpec, directions_step, surface_step
 
+    budget = budget_from_args(args)
     if len(args.checkpoints) not in (2, 3):
         raise LandscapeError(f"interpolate takes 2 or 3 checkpoints, got {len(args.checkpoints)}")
     problem, provenance = problem_from_args(args, args.checkpoints[0])
@@ -203,10 +233,11 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
         xs = [m[0] for m in markers]
         axes = axes_from_args(args, 2, (min(xs) - 0.5, max(xs) + 0.5, -0.5, 1.5))
         spec = SurfaceSpec("plane", ["d0", "d1"], axes, splits, markers, labels)
-    steps = [directions_step([d.name for d in made], lambda: made), surface_step(spec, origin=thetas[0])]
+    steps = [directions_step([d.name for d in made], lambda: made), surface_step(spec, origin=thetas[0], budget=budget)]
     settings = {"seed": args.seed, "normalization": "none", "include_1d": True,
                 "checkpoints": [str(p) for p in args.checkpoints]}
-    path = run_into_file(args, problem, provenance, steps, settings, list(args.checkpoints))
+    path = run_into_file(args, problem, provenance, steps, settings, list(args.checkpoints), budget)
+    print_budget_stop(path, args)
     print(f"results: {path}")
     write_report_next_to(path, args)
     return 0

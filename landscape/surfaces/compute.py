@@ -7,7 +7,7 @@ forward pass by :meth:`Problem.evaluate`. Grids use 'ij' indexing: value[i, j] b
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from torch import Tensor
 from ..problem import Problem
 from ..progress import progress
 from .directions import Direction
+from .refine import coarse_to_fine
 from .results import SurfaceResult
 
 
@@ -39,9 +40,9 @@ def points_at(origin: Mapping[str, Tensor], directions: Sequence[Direction],
 def evaluate_points(problem: Problem, origin: Mapping[str, Tensor], directions: Sequence[Direction],
                     axes: Sequence[np.ndarray], splits: Sequence[str], todo: np.ndarray,
                     desc: str = "surface", *, show_progress: bool = True,
-                    ) -> Iterator[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]]:
-    """Evaluate the grid points whose flat indices are in ``todo``, one pass-sized chunk at a
-    time; yields ``(flat_indices, {split: {metric: values}})`` so callers can store as they go.
+                    ) -> Generator[tuple[np.ndarray, dict[str, dict[str, np.ndarray]]], None, None]:
+    """Evaluate the grid points whose flat indices are in ``todo``, in that order, one
+    pass-sized chunk at a time; yields ``(flat_indices, {split: {metric: values}})`` so callers can store as they go.
 
     ``show_progress``: a bar on stderr (never with ``LANDSCAPE_QUIET=1`` or under ``--quiet``).
     """
@@ -71,7 +72,7 @@ def compute_surface(problem: Problem, directions: Sequence[Direction], axes: Seq
     shape = tuple(len(a) for a in axes)
     values = {s: {m: np.full(shape, np.nan) for m in problem.metric_names()} for s in splits}
     done = np.zeros(shape, dtype=bool)
-    todo = np.arange(int(np.prod(shape)))
+    todo = coarse_to_fine(axes)  # the order the CLI uses: same chunks, same values
     for indices, chunk in evaluate_points(problem, origin or problem.params, directions, axes, splits, todo,
                                           show_progress=show_progress):
         for split, metrics in chunk.items():

@@ -10,7 +10,8 @@
         <split>/<metric>      float64 grid, NaN where not done
 
 A scan creates a surface NaN-filled (:func:`create_surface`), stores points as chunks finish
-(:func:`write_surface_points`) and on resume evaluates only :func:`surface_todo`. A surface
+(:func:`write_surface_points`, coarse to fine: :mod:`landscape.surfaces.refine`) and on resume
+evaluates only :func:`surface_todo`. A surface
 computed in memory (:class:`SurfaceResult`) is written whole with
 ``writer.write_group(*result.to_group(...))`` and read back with :meth:`SurfaceResult.from_group`.
 Everything goes through the generic :class:`landscape.store.ResultsWriter`.
@@ -107,9 +108,23 @@ def create_surface(writer: ResultsWriter, name: str, axes: Sequence[np.ndarray],
     return writer.create_group(path, surface_attrs(axis_names, direction_names, splits, metrics, attrs), arrays)
 
 
-def surface_todo(writer: ResultsWriter, name: str) -> np.ndarray:
-    """Flat indices ('ij' order) of the points of surface ``name`` not stored yet."""
-    return np.flatnonzero(~writer.h5[f"{SURFACES}/{name}/done"][()].reshape(-1))
+def surface_todo(writer: ResultsWriter, name: str, order: np.ndarray) -> np.ndarray:
+    """The flat indices ('ij') in ``order`` (every point of the grid, e.g. coarse to fine)
+    of surface ``name``'s points not stored yet, in that order."""
+    done = writer.h5[f"{SURFACES}/{name}/done"][()].reshape(-1)
+    return order[~done[order]]
+
+
+def surface_progress(h5: h5py.File) -> dict[str, tuple[list[np.ndarray], np.ndarray, list[tuple[float, ...]]]]:
+    """Each filled-as-it-goes surface of a results file: ``name -> (axes, done, markers)``."""
+    out = {}
+    for name, group in h5.get(SURFACES, {}).items():
+        if "done" not in group:
+            continue
+        axes = [group[str(a)][()] for a in read_attr(group.attrs["axes"])]
+        markers = np.asarray(group.attrs.get("markers", np.zeros((0, len(axes)))), dtype=np.float64)
+        out[name] = (axes, group["done"][()], [tuple(m) for m in markers.reshape(-1, len(axes))])
+    return out
 
 
 def write_surface_points(writer: ResultsWriter, name: str, indices: np.ndarray,

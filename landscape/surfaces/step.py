@@ -5,6 +5,7 @@ A resumed scan reads the stored directions back and evaluates only the points no
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,11 +15,12 @@ from torch import Tensor
 
 from ..memory import require_fits
 from ..problem import Problem
-from ..scan import ScanStep
+from ..scan import BudgetSpent, ScanStep, TimeBudget
 from ..store import ResultsWriter
 from .compute import evaluate_points
 from .config import SurfaceConfig
 from .directions import NamedDirection
+from .refine import coarse_to_fine
 from .results import (
     AXIS_NAMES,
     DIRECTIONS,
@@ -69,8 +71,10 @@ def surface_bytes(spec: SurfaceSpec, num_metrics: int) -> int:
 
 
 def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None, *,
-                 show_progress: bool = True) -> ScanStep:
-    """Evaluate ``spec`` around ``origin`` (θ* by default), storing each chunk as it finishes."""
+                 show_progress: bool = True, budget: TimeBudget | None = None) -> ScanStep:
+    """Evaluate ``spec`` around ``origin`` (θ* by default) coarse to fine
+    (:func:`~landscape.surfaces.refine.coarse_to_fine`), storing each chunk as it finishes;
+    once ``budget`` is spent, stop after the chunk in flight (:class:`BudgetSpent`)."""
     def check(problem: Problem) -> None:
         for split in spec.splits:
             problem.batches(split)  # a clear error for an unknown split
@@ -84,21 +88,28 @@ def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None, 
             attrs["marker_labels"] = spec.marker_labels or []
         create_surface(writer, spec.name, spec.axes, spec.axis_names, spec.directions, spec.splits,
                        problem.metric_names(), attrs)
-        todo = surface_todo(writer, spec.name)
+        todo = surface_todo(writer, spec.name, coarse_to_fine(spec.axes, spec.markers or ()))
         if len(todo) == 0:
             return
         directions = [d.vectors for d in read_directions(writer, spec.directions, problem.params)]
-        for indices, values in evaluate_points(problem, origin or problem.params, directions, spec.axes,
-                                               spec.splits, todo, desc=f"surface {spec.name}",
-                                               show_progress=show_progress):
-            write_surface_points(writer, spec.name, indices, values)
+        chunks = evaluate_points(problem, origin or problem.params, directions, spec.axes, spec.splits, todo,
+                                 desc=f"surface {spec.name}", show_progress=show_progress)
+        stored = 0
+        with contextlib.closing(chunks):  # closes the progress bar when the budget stops it
+            for indices, values in chunks:
+                write_surface_points(writer, spec.name, indices, values)
+                stored += len(indices)
+                if budget is not None and stored < len(todo) and budget.spent():
+                    raise BudgetSpent(spec.name)
     return ScanStep(f"{SURFACES}/{spec.name}", run, check)
 
 
-def surface_steps(problem: Problem, config: SurfaceConfig, *, show_progress: bool = True) -> list[ScanStep]:
+def surface_steps(problem: Problem, config: SurfaceConfig, *, show_progress: bool = True,
+                  budget: TimeBudget | None = None) -> list[ScanStep]:
     """The steps of ``config``: its directions ``d0, d1, ...``, then ``surfaces/1d`` and/or
     ``surfaces/2d`` (the ``scan`` and ``surface`` commands). Record ``config.settings()``
-    as root attributes so a resume with other options is refused."""
+    as root attributes so a resume with other options is refused. ``budget``: see
+    :func:`surface_step`."""
     splits = config.split_names(problem)
     config.check()
     axes = config.axes()
@@ -106,5 +117,5 @@ def surface_steps(problem: Problem, config: SurfaceConfig, *, show_progress: boo
     steps = [directions_step(names, lambda: config.make_directions(problem))]
     for ndim in config.dims:
         spec = SurfaceSpec(f"{ndim}d", names[:ndim], axes[:ndim], splits)
-        steps.append(surface_step(spec, show_progress=show_progress))
+        steps.append(surface_step(spec, show_progress=show_progress, budget=budget))
     return steps

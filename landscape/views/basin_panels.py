@@ -15,7 +15,7 @@ from ..errors import LandscapeError
 from . import plots
 from .panels import FigureItem, Item, child_groups, panel, try_part
 from .reading import Unreadable
-from .surface_panels import SurfaceData, read_surface
+from .surface_panels import SurfaceData, complete_part, read_surface
 
 if TYPE_CHECKING:
     from ..sharpness.basins import BasinStatistics
@@ -29,7 +29,7 @@ def basins_panel(h5: h5py.File) -> list[Item] | None:
     surfaces = []
     for name, group in child_groups(h5, "surfaces"):
         try:
-            surface = read_surface(name, group)
+            surface, _ = complete_part(read_surface(name, group))  # the 2-D panel's caption says which part
         except (KeyError, ValueError, TypeError, IndexError, OSError):
             continue  # the 2-D surfaces panel lists what it could not read; said once is enough
         if len(surface.axes) == 2:

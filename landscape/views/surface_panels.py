@@ -4,6 +4,7 @@ missing splits or metrics). Registered when ``landscape.views`` imports this mod
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from ..surfaces.refine import refinement
 from . import plots
 from .panels import FigureItem, Item, Skipped, TableItem, child_groups, group_at, panel, try_part
 from .reading import Unreadable, attribute_rows, attrs_of, dataset, float_array, format_value, text_list
@@ -119,9 +121,23 @@ def grid_variants(surface: SurfaceData) -> list[plots.GridVariant]:
     return variants
 
 
-def _done_caption(surface: SurfaceData) -> str:
+def complete_part(surface: SurfaceData) -> tuple[SurfaceData, str]:
+    """What to draw of a surface, and a caption: all of it when every point is done; else its
+    finest complete level (surfaces are evaluated coarse to fine, :mod:`landscape.surfaces.refine`),
+    a coarser subgrid with no point missing, rather than a grid full of holes."""
     done, total = int(surface.done.sum()), int(surface.done.size)
-    return "" if done == total else f"{done} of {total} grid points computed; the rest are blank"
+    if done == total:
+        return surface, ""
+    found = refinement(surface.axes, surface.done, [m.coords for m in surface.markers])
+    if found.level < 0:
+        return surface, f"{done} of {total} grid points computed, no complete level yet; the rest are blank"
+    cut = np.ix_(*found.indices)
+    part = dataclasses.replace(
+        surface, axes=[axis[i] for axis, i in zip(surface.axes, found.indices)], done=surface.done[cut],
+        values={split: {metric: grid[cut] for metric, grid in grids.items()}
+                for split, grids in surface.values.items()})
+    return part, (f"{done} of {total} grid points computed; shown: the finest complete level, "
+                  f"{found.describe()}")
 
 
 def _incomplete_note(group: h5py.Group) -> str:
@@ -130,13 +146,13 @@ def _incomplete_note(group: h5py.Group) -> str:
 
 
 def _surface_2d_items(name: str, group: h5py.Group) -> list[Item]:
-    surface = read_surface(name, group)
+    surface, done_caption = complete_part(read_surface(name, group))
     if len(surface.axes) != 2:
         return []
     axes = plots.GridAxes(surface.axes[0], surface.axes[1], _axis_title(surface, 0), _axis_title(surface, 1),
                           surface.markers)
     variants = grid_variants(surface)
-    caption = " ".join(c for c in (_done_caption(surface), _incomplete_note(group)) if c)
+    caption = " ".join(c for c in (done_caption, _incomplete_note(group)) if c)
     key = f"surfaces/{name}"
     return [
         *surface.skipped,
@@ -177,10 +193,14 @@ def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
         return None
     items: list[Item] = []
     surfaces: list[SurfaceData] = []
+    captions: list[str] = []
     for name, group in groups:
         def read(name: str = name, group: h5py.Group = group) -> list[Item]:
-            surfaces.append(read_surface(name, group))
-            return list(surfaces[-1].skipped)
+            surface, caption = complete_part(read_surface(name, group))
+            surfaces.append(surface)
+            if caption:
+                captions.append(f"{name}: {caption}")
+            return list(surface.skipped)
         items += try_part(f"surfaces/{name}", read)
     if not surfaces:
         return items
@@ -203,7 +223,7 @@ def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
         x_title = x_titles.pop() if len(x_titles) == 1 else "coordinate along each surface's direction"
         title = f"1-D {metric}"
         items.append(FigureItem(f"curves/{metric}", title,
-                                plots.curves_figure(title, x_title, metric, curves, markers)))
+                                plots.curves_figure(title, x_title, metric, curves, markers), "; ".join(captions)))
     return items
 
 
