@@ -32,6 +32,14 @@ def available_host_bytes() -> int:
         return 1 << 62  # unknown: do not refuse
 
 
+def default_budget_bytes(device: torch.device) -> int:
+    """A Problem's memory budget when none is given: half the free memory on CUDA, 1 GiB elsewhere."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return 1 << 30
+
+
 def format_bytes(size: float) -> str:
     """``1536`` → ``'1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

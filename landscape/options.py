@@ -123,6 +123,10 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
     r.add_argument("--eval-mode", choices=["auto", "vmap", "loop"], default="auto",
                    help="evaluate many points per forward pass with vmap, or one point per pass over "
                    "merged batches (auto: vmap on CUDA, loop elsewhere)")
+    r.add_argument("--data-mode", choices=["auto", "cache", "stream"], default="auto",
+                   help="keep every batch on the device (cache) or read the data again on every pass "
+                   "(stream; for data over the memory budget; the data must yield the same batches each "
+                   "time); auto: cache the splits while they fit the memory budget, stream the rest")
     r.add_argument("--seed", type=integer(0), default=0, help="seed for random directions and probes")
     o = parser.add_argument_group("output")
     o.add_argument("-o", "--output", type=Path, metavar="FILE.h5", help="results file "
@@ -144,7 +148,8 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
         bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
-        max_examples=args.max_examples, metrics=metrics_from_args(args), eval_mode=args.eval_mode)
+        max_examples=args.max_examples, metrics=metrics_from_args(args), eval_mode=args.eval_mode,
+        data_mode=args.data_mode)
     return problem, provenance.as_attrs()
 
 

@@ -210,7 +210,7 @@ def examples_per_chunk(problem: Problem) -> int:
     weight-gradient intermediates, counted as 8 × (activations + d) entries (measured
     peaks on the digits MLP/CNN were ~7× the gradient size per example).
     """
-    largest = max(b.size for split in problem.split_names for b in problem.batches(split))
+    largest = max(problem.batches(split).largest.size for split in problem.split_names)
     param_bytes = tensor_bytes(problem.params)
     activation_bytes = max(0, problem.point_bytes() - param_bytes) / (2 * largest)
     per_example = 8 * (activation_bytes + param_bytes)

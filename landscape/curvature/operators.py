@@ -81,7 +81,7 @@ class ProblemOperator(LinearOperator):
         self.names = select_parameters(problem.params, self.param_patterns)
         self.selected = {n: problem.params[n] for n in self.names}
         self.batches = problem.batches(split)
-        self.num_examples = sum(b.size for b in self.batches)
+        self.num_examples = self.batches.num_examples
         super().__init__(sum(p.numel() for p in self.selected.values()), problem.dtype, problem.device)
         self.max_columns = max_columns or self._default_max_columns()
         self.vmap_fallback = Fallback("vmap")  # columns one at a time once vmap is unsupported
@@ -149,6 +149,9 @@ class HessianOperator(ProblemOperator):
                  param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
                  max_columns: int | None = None, cache_graphs: bool | None = None) -> None:
         super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
+        if cache_graphs and self.batches.mode == "stream":
+            raise LandscapeError(f"cache_graphs=True keeps every batch's gradient graph, but split '{split}' is "
+                                 "streamed (it does not fit the memory budget); leave cache_graphs unset")
         self.cache_graphs = self._graphs_fit() if cache_graphs is None else cache_graphs
         self._graphs: dict[int, _GradientGraph] = {}
         if hvp_mode not in ("auto", *self.MODES):
@@ -184,6 +187,8 @@ class HessianOperator(ProblemOperator):
     def _graphs_fit(self) -> bool:
         """Keep every batch's gradient graph between products when ~3× the forward
         activations of all batches fit in half the Problem's memory budget."""
+        if self.batches.mode == "stream":  # graphs are kept by batch, and streamed batches are new each pass
+            return False
         per_batch = 3 * self.problem.point_bytes()
         return per_batch * len(self.batches) <= self.problem.memory_budget_bytes // 2
 

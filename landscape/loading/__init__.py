@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import LandscapeError
-from ..problem import BNPolicy, EvalMode, Problem
+from ..problem import BNPolicy, DataMode, EvalMode, Problem
 from .checkpoints import METADATA_KEY, Checkpoint, file_sha256, load_checkpoint, save
 from .data import as_splits, load_data
 from .specs import LOSSES, build_model, fit_state_dict, metadata_spec, resolve_callable, resolve_loss
@@ -62,7 +62,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
                  batch_size: int | None = None, max_batches: int | None = None,
                  max_examples: int | None = None,
                  metrics: Mapping[str, Callable[..., Any]] | None = None,
-                 eval_mode: EvalMode = "auto") -> tuple[Problem, Provenance]:
+                 eval_mode: EvalMode = "auto", data_mode: DataMode = "auto") -> tuple[Problem, Provenance]:
     """Checkpoint + specs → Problem, with the provenance to record.
 
     ``model``, ``data`` and ``loss`` default to what the checkpoint's metadata names; those
@@ -87,7 +87,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     loss_fn, loss_name = resolve_loss(loss_spec)
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
                              max_batches=max_batches, max_examples=max_examples, metrics=metrics,
-                             eval_mode=eval_mode)
+                             eval_mode=eval_mode, data_mode=data_mode)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust, training_batch_size(checkpoint))
     return problem, provenance

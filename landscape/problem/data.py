@@ -1,4 +1,4 @@
-"""Batches: what a data source yields, split into model inputs and target, cached on a device.
+"""Batches: what a data source yields, split into model inputs and target, moved to a device.
 
 A :class:`Batch` is what every pass over data iterates over; :func:`call_model` is the one
 place that knows how its ``inputs`` are passed to the model.
@@ -6,6 +6,7 @@ place that knows how its ``inputs`` are passed to the model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import LandscapeError
 
@@ -73,11 +74,45 @@ def make_batch(raw: Any, where: str) -> Batch:
     return Batch(inputs, target, int(target.shape[0]))
 
 
-def move(t: Any, device: torch.device, dtype: torch.dtype) -> Any:
-    """A tensor on ``device``, floating-point ones cast to ``dtype``; anything else unchanged."""
+def move(t: Any, device: torch.device, dtype: torch.dtype, *, pinned: bool = False) -> Any:
+    """A tensor on ``device``, floating-point ones cast to ``dtype``; anything else unchanged.
+
+    ``pinned``: a host tensor goes through page-locked memory and is copied with
+    ``non_blocking=True`` (on CUDA the copy then overlaps the computation on the batch before).
+    """
     if not isinstance(t, Tensor):
         return t
+    if pinned and t.device.type == "cpu" and device.type == "cuda":
+        t = (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
     return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+
+
+def move_batch(batch: Batch, device: torch.device, dtype: torch.dtype, *, pinned: bool = False) -> Batch:
+    """``batch`` with every tensor moved by :func:`move`."""
+    return Batch(tree_map(lambda t: move(t, device, dtype, pinned=pinned), batch.inputs),
+                 move(batch.target, device, dtype, pinned=pinned), batch.size)
+
+
+def batch_bytes(batch: Batch, dtype: torch.dtype) -> int:
+    """Bytes ``batch`` takes once moved (floating-point tensors counted in ``dtype``)."""
+    leaves, _ = tree_flatten((batch.inputs, batch.target))
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return sum(t.numel() * (itemsize if t.is_floating_point() else t.element_size())
+               for t in leaves if isinstance(t, Tensor))
+
+
+def fingerprint(batch: Batch) -> tuple[float, ...]:
+    """The batch's size and the float64 sum of each tensor: two reads of a data source that
+    yield the same batches give the same fingerprints (shuffling or random augmentation do not)."""
+    leaves, _ = tree_flatten((batch.inputs, batch.target))
+    return (float(batch.size), *(float(t.sum(dtype=torch.float64)) for t in leaves
+                                 if isinstance(t, Tensor) and not t.is_complex()))
+
+
+def same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Equal up to float64 summation order (thread counts may change how a sum is split)."""
+    return len(a) == len(b) and all(x == y or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+                                    or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
 
 
 def call_model(model: nn.Module, state: Mapping[str, Tensor], inputs: Any) -> Any:
@@ -92,11 +127,10 @@ def call_model(model: nn.Module, state: Mapping[str, Tensor], inputs: Any) -> An
     return functional_call(model, dict(state), args)
 
 
-def collect_split(source: Iterable[Any], split: str, device: torch.device, dtype: torch.dtype,
-                  max_batches: int | None, max_examples: int | None) -> list[Batch]:
-    """Every batch of one data split as :class:`Batch`es on ``device`` (capped by
-    ``max_batches`` / ``max_examples``, the last batch cut to fit)."""
-    batches: list[Batch] = []
+def read_batches(source: Iterable[Any], split: str, max_batches: int | None,
+                 max_examples: int | None) -> Iterator[Batch]:
+    """The batches of one read of ``source`` as :class:`Batch`es (where they are, not moved),
+    capped by ``max_batches`` / ``max_examples`` (the last batch cut to fit)."""
     seen = 0
     try:
         iterator: Iterator[Any] = iter(source)
@@ -109,14 +143,10 @@ def collect_split(source: Iterable[Any], split: str, device: torch.device, dtype
         batch = make_batch(raw, f"data split '{split}', batch {index}")
         if max_examples is not None and seen + batch.size > max_examples:
             batch = batch.slice(0, max_examples - seen)
-        batches.append(Batch(tree_map(lambda t: move(t, device, dtype), batch.inputs),
-                             move(batch.target, device, dtype), batch.size))
+        yield batch
         seen += batch.size
         if max_examples is not None and seen >= max_examples:
             break
-    if not batches:
-        raise LandscapeError(f"data split '{split}' is empty: it yielded no batches")
-    return batches
 
 
 def concat_batches(pieces: list[Batch]) -> Batch:
@@ -129,15 +159,25 @@ def concat_batches(pieces: list[Batch]) -> Batch:
     return Batch(inputs, torch.cat([p.target for p in pieces]), sum(p.size for p in pieces))
 
 
-def merge_batches(batches: list[Batch], max_examples: int) -> list[Batch]:
-    """Concatenate consecutive batches up to ``max_examples`` each (all or nothing: the
-    batches as they are when they do not concatenate, e.g. ragged sequence lengths)."""
-    groups: list[list[Batch]] = [[]]
+def merged(batches: Iterable[Batch], max_examples: int) -> Iterator[Batch]:
+    """Consecutive batches concatenated up to ``max_examples`` each, in one pass (a group
+    that does not concatenate, e.g. ragged sequence lengths, comes out as it was)."""
+    group: list[Batch] = []
     for batch in batches:
-        if groups[-1] and sum(b.size for b in groups[-1]) + batch.size > max_examples:
-            groups.append([])
-        groups[-1].append(batch)
+        if group and sum(b.size for b in group) + batch.size > max_examples:
+            yield from _concat_or_keep(group)
+            group = []
+        group.append(batch)
+    yield from _concat_or_keep(group)
+
+
+def _concat_or_keep(group: list[Batch]) -> list[Batch]:
     try:
-        return [concat_batches(group) for group in groups]
+        return [concat_batches(group)] if group else []
     except (RuntimeError, TypeError, ValueError):  # ragged inputs (e.g. sequence lengths)
-        return batches
+        return group
+
+
+def merge_batches(batches: Iterable[Batch], max_examples: int) -> list[Batch]:
+    """:func:`merged` as a list."""
+    return list(merged(batches, max_examples))

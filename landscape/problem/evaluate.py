@@ -8,7 +8,7 @@ out-of-memory included, propagates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -21,7 +21,7 @@ from ..memory import module_output_bytes, tensor_bytes
 from ..params import Params
 from ..progress import progress
 from .batchnorm import stacked_buffers
-from .data import Batch, merge_batches
+from .data import Batch, merge_batches, merged
 
 if TYPE_CHECKING:
     from .problem import Problem
@@ -61,7 +61,7 @@ class Evaluator:
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.fallback = Fallback("vmap")
-        self.merged: dict[str, list[Batch]] = {}
+        self.merged: dict[str, Iterable[Batch]] = {}
         self._point_bytes: int | None = None
 
     # ------------------------------------------------------------------ sizes
@@ -70,7 +70,7 @@ class Evaluator:
         output for the largest batch (measured once with forward hooks, then cached)."""
         if self._point_bytes is None:
             problem = self.problem
-            largest = max((b for bs in problem.splits.values() for b in bs), key=lambda b: b.size)
+            largest = max((problem.batches(s).largest for s in problem.split_names), key=lambda b: b.size)
             activations = module_output_bytes(problem.model,
                                               lambda: problem.forward(problem.params, largest.inputs))
             self._point_bytes = max(1, 2 * activations + tensor_bytes(problem.params))
@@ -91,17 +91,20 @@ class Evaluator:
             return "vmap" if self.problem.device.type == "cuda" else "loop"
         return self.problem.eval_mode
 
-    def merged_batches(self, split: str) -> list[Batch]:
+    def merged_batches(self, split: str) -> Iterable[Batch]:
         """The split's batches concatenated up to ``MERGED_BATCH_BYTES`` of activations each
-        (the batch-size-weighted mean is unchanged); as they are if they do not concatenate.
+        (the batch-size-weighted mean is unchanged); as they are where they do not concatenate.
+        A cached split's merged batches are kept; a streamed split's are merged on every pass.
         Cached per split (clear ``merged`` after changing the memory budget)."""
         if split not in self.merged:
             problem = self.problem
             batches = problem.batches(split)
-            largest = max(b.size for b in batches)
+            largest = batches.largest.size
             per_example = max(1, (self.point_bytes() - tensor_bytes(problem.params)) // largest)
             budget = min(problem.memory_budget_bytes, MERGED_BATCH_BYTES)
-            self.merged[split] = merge_batches(batches, max(largest, budget // per_example))
+            limit = max(largest, budget // per_example)
+            self.merged[split] = merge_batches(batches, limit) if batches.mode == "cache" \
+                else MergedStream(batches, limit)
         return self.merged[split]
 
     # ------------------------------------------------------------------ evaluation
@@ -143,31 +146,29 @@ class Evaluator:
         num_points = next(iter(chunk.values())).shape[0]
         totals = {k: torch.zeros(num_points, dtype=torch.float64, device=problem.device)
                   for k in problem.metric_names()}
-        count = 0
         with torch.no_grad():
             for batch in problem.batches(split):
                 metrics_at = lambda params, bufs, batch=batch: self.metrics_at(params, bufs, batch)  # noqa: E731
                 values = vmap(metrics_at, in_dims=(0, None if buffers is None else 0))(chunk, buffers)
                 for key, value in values.items():
                     totals[key] += value.to(torch.float64) * batch.size
-                count += batch.size
-        return {k: (v / count).cpu() for k, v in totals.items()}
+        return {k: (v / problem.num_examples(split)).cpu() for k, v in totals.items()}
 
     def loop_chunk(self, chunk: Params, buffers: Params | None, split: str) -> dict[str, Tensor]:
-        """One point per forward pass, over the split's merged batches."""
-        rows = []
-        batches = self.merged_batches(split)
-        count = sum(b.size for b in batches)
+        """One point per forward pass, over the split's merged batches (one pass over the data
+        for the whole chunk: the points are the inner loop)."""
+        num_points = next(iter(chunk.values())).shape[0]
+        points = [{n: p[i] for n, p in chunk.items()} for i in range(num_points)]
+        point_buffers = [None if buffers is None else {n: b[i] for n, b in buffers.items()}
+                         for i in range(num_points)]
+        totals: list[dict[str, Tensor]] = [{} for _ in range(num_points)]
         with torch.no_grad():
-            for i in range(next(iter(chunk.values())).shape[0]):
-                point = {n: p[i] for n, p in chunk.items()}
-                bufs = None if buffers is None else {n: b[i] for n, b in buffers.items()}
-                totals: dict[str, Tensor] = {}
-                for batch in batches:
+            for batch in self.merged_batches(split):
+                for point, bufs, sums in zip(points, point_buffers, totals):
                     for key, value in self.metrics_at(point, bufs, batch).items():
-                        totals[key] = totals.get(key, 0) + value.to(torch.float64) * batch.size
-                rows.append({k: v / count for k, v in totals.items()})
-        return {k: torch.stack([r[k] for r in rows]).cpu() for k in rows[0]}
+                        sums[key] = sums.get(key, 0) + value.to(torch.float64) * batch.size
+        count = self.problem.num_examples(split)
+        return {k: torch.stack([sums[k] / count for sums in totals]).cpu() for k in totals[0]}
 
     def metrics_at(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor] | None,
                    batch: Batch) -> dict[str, Tensor]:
@@ -184,3 +185,13 @@ class Evaluator:
         for name, fn in problem.metrics.items():
             values[name] = torch.as_tensor(fn(out, batch.target)).reshape(())
         return values
+
+
+class MergedStream:
+    """A streamed split's batches merged up to ``limit`` examples, anew on every pass."""
+
+    def __init__(self, batches: Iterable[Batch], limit: int) -> None:
+        self.batches, self.limit = batches, limit
+
+    def __iter__(self) -> Iterator[Batch]:
+        return merged(self.batches, self.limit)

@@ -19,10 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, first_line
+from ..memory import default_budget_bytes
 from ..params import Params
 from .batchnorm import has_batchnorm, recompute_running_stats, statistics_model
-from .data import Batch, call_model, collect_split
+from .data import Batch, call_model
 from .evaluate import EVAL_MODES, EvalMode, Evaluator, classification_accuracy
+from .splits import DATA_MODES, Batches, DataMode, load_split
 from .torchscript import in_eval_mode, script_to_graph
 
 BNPolicy = Literal["eval", "recompute"]
@@ -44,7 +46,7 @@ class Problem:
     params: Params
     buffers: dict[str, Tensor]
     loss_fn: LossFn
-    splits: dict[str, list[Batch]]
+    splits: dict[str, Batches]
     device: torch.device
     dtype: torch.dtype
     bn_policy: BNPolicy = "eval"
@@ -54,6 +56,7 @@ class Problem:
     max_points_per_pass: int = 64
     memory_budget_bytes: int = 1 << 30
     eval_mode: EvalMode = "auto"  # see resolved_eval_mode
+    data_mode: DataMode = "auto"  # requested; each split's ``mode`` says what was used
     evaluator: Evaluator = field(init=False, repr=False, compare=False)
     _bn_model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -77,13 +80,17 @@ class Problem:
         max_examples: int | None = None,
         memory_budget_bytes: int | None = None,
         eval_mode: EvalMode = "auto",
+        data_mode: DataMode = "auto",
     ) -> Problem:
-        """Copy the model to ``device``/``dtype`` in eval mode and cache the data there.
+        """Copy the model to ``device``/``dtype`` in eval mode and cache (or stream) the data there.
 
         ``data`` is one iterable of batches (used as the ``train`` split) or a mapping
         ``{"train": ..., "test": ...}``. ``max_batches``/``max_examples`` cap each split.
         ``eval_mode`` is how :meth:`evaluate` batches points: "vmap", "loop" or "auto"
-        (see :meth:`resolved_eval_mode`).
+        (see :meth:`resolved_eval_mode`). ``data_mode``: "cache" keeps every batch on the
+        device, "stream" reads the data again on every pass, "auto" caches the splits, in
+        order, while their bytes fit the memory budget and streams the rest
+        (:func:`~.splits.load_split`).
         """
         if not isinstance(model, nn.Module):
             raise LandscapeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -91,6 +98,8 @@ class Problem:
             raise LandscapeError(f"bn_policy must be 'eval' or 'recompute', got {bn_policy!r}")
         if eval_mode not in EVAL_MODES:
             raise LandscapeError(f"eval_mode must be 'auto', 'vmap' or 'loop', got {eval_mode!r}")
+        if data_mode not in DATA_MODES:
+            raise LandscapeError(f"data_mode must be 'auto', 'cache' or 'stream', got {data_mode!r}")
         for name, value in (("max_batches", max_batches), ("max_examples", max_examples),
                             ("bn_batches", bn_batches)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -103,15 +112,20 @@ class Problem:
             raise LandscapeError(f"device {device} requested but CUDA is not available; use --device cpu")
         dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
 
+        budget = memory_budget_bytes if memory_budget_bytes is not None else default_budget_bytes(device)
         splits_in = dict(data) if isinstance(data, Mapping) else {"train": data}
-        splits = {name: collect_split(src, name, device, dtype, max_batches, max_examples)
-                  for name, src in splits_in.items() if src is not None}
+        splits: dict[str, Batches] = {}
+        for name, source in splits_in.items():
+            if source is not None:
+                cached = sum(s.cached_bytes for s in splits.values())
+                splits[name] = load_split(source, name, device, dtype, mode=data_mode, budget_bytes=budget - cached,
+                                          max_batches=max_batches, max_examples=max_examples)
         if not splits:
             raise LandscapeError("no data: give at least a train split")
 
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
         if isinstance(model, torch.jit.ScriptModule):  # converted into a new module of our own
-            private = script_to_graph(model, next(iter(splits.values()))[0].inputs)
+            private = script_to_graph(model, next(iter(splits.values())).first.inputs)
         else:
             private = copy.deepcopy(model)
         private = in_eval_mode(private.to(device=device, dtype=dtype))
@@ -130,12 +144,8 @@ class Problem:
 
         problem = cls(model=private, params=params, buffers=fixed, loss_fn=loss_fn,
                       splits=splits, device=device, dtype=dtype, bn_policy=bn_policy,
-                      bn_batches=bn_batches, metrics=dict(metrics or {}), eval_mode=eval_mode)
-        if memory_budget_bytes is not None:
-            problem.memory_budget_bytes = memory_budget_bytes
-        elif device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            problem.memory_budget_bytes = int(free * 0.5)
+                      bn_batches=bn_batches, metrics=dict(metrics or {}), memory_budget_bytes=budget,
+                      eval_mode=eval_mode, data_mode=data_mode)
         problem.has_accuracy = problem.check_first_batches()
         if bn_policy == "recompute" and not has_batchnorm(private):
             problem.bn_policy = "eval"  # nothing to recompute; say what was really used
@@ -149,7 +159,7 @@ class Problem:
         has_accuracy = True
         for split, batches in self.splits.items():
             where = f"data split '{split}', batch 0"
-            batch = batches[0]
+            batch = batches.first
             try:
                 with torch.no_grad():
                     out = self.forward(self.params, batch.inputs)
@@ -177,15 +187,15 @@ class Problem:
         """The data splits' names, in the order they were given."""
         return list(self.splits)
 
-    def batches(self, split: str = "train") -> list[Batch]:
-        """The cached batches of ``split`` (a one-line error naming the splits when unknown)."""
+    def batches(self, split: str = "train") -> Batches:
+        """The batches of ``split``, cached or streamed (a one-line error naming the splits when unknown)."""
         if split not in self.splits:
             raise LandscapeError(f"no data split '{split}'; available: {', '.join(self.splits)}")
         return self.splits[split]
 
     def num_examples(self, split: str = "train") -> int:
         """Examples in ``split``."""
-        return sum(b.size for b in self.batches(split))
+        return self.batches(split).num_examples
 
     def forward(self, params: Mapping[str, Tensor], inputs: Any,
                 buffers: Mapping[str, Tensor] | None = None) -> Any:
@@ -201,7 +211,7 @@ class Problem:
     def gradient(self, params: Mapping[str, Tensor] | None = None, split: str = "train") -> Params:
         """∇ of the empirical risk (batch gradients weighted by batch size)."""
         at = {**self.params, **(params or {})}
-        total = sum(b.size for b in self.batches(split))
+        total = self.num_examples(split)
         grad = {n: torch.zeros_like(p) for n, p in at.items()}
         for batch in self.batches(split):
             g = torch.func.grad(lambda p, batch=batch: self.batch_loss(p, batch))(at)
@@ -257,7 +267,7 @@ class Problem:
         if self._bn_model is None:
             self._bn_model = statistics_model(self.model)
         return recompute_running_stats(self._bn_model, self.params, self.buffers, params,
-                                       self.batches("train")[: self.bn_batches])
+                                       self.batches("train").head(self.bn_batches))
 
     def describe(self) -> dict[str, Any]:
         """Settings worth recording next to any result computed on this problem."""
@@ -266,6 +276,7 @@ class Problem:
             "dtype": str(self.dtype).removeprefix("torch."),
             "bn_policy": self.bn_policy,
             "eval_mode": self.resolved_eval_mode(),
+            **{f"data_mode_{s}": batches.mode for s, batches in self.splits.items()},
             "bn_batches": self.bn_batches if self.bn_policy == "recompute" else 0,
             "num_parameters": sum(p.numel() for p in self.params.values()),
             "parameter_names": list(self.params),
@@ -280,10 +291,10 @@ class Problem:
         return self.evaluator.fallback.ok
 
     @property
-    def _merged(self) -> dict[str, list[Batch]]:
+    def _merged(self) -> dict[str, Iterable[Batch]]:
         return self.evaluator.merged
 
-    def _merged_batches(self, split: str) -> list[Batch]:
+    def _merged_batches(self, split: str) -> Iterable[Batch]:
         return self.evaluator.merged_batches(split)
 
 

@@ -9,7 +9,7 @@ gradient are flat vectors in ``problem.params`` order (:mod:`landscape.params`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..params import flatten, unflatten
 from ..problem import Batch, Problem
+from ..problem.splits import count_examples
 
 
 @dataclass
@@ -24,14 +25,14 @@ class Objective:
     """δ ↦ L(θ* + δ) over ``batches``, counting full passes over them."""
 
     problem: Problem
-    batches: Sequence[Batch]
+    batches: Iterable[Batch]
     gradient_evaluations: int = 0
     loss_evaluations: int = 0
     theta: Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.theta = flatten(self.problem.params)
-        self._total = sum(b.size for b in self.batches)
+        self._total = count_examples(self.batches)
 
     @classmethod
     def on_split(cls, problem: Problem, split: str = "train") -> Objective:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,6 +37,7 @@ from ..errors import LandscapeError
 from ..params import flatten
 from ..problem import Batch, Problem
 from ..problem.data import concat_batches
+from ..problem.splits import count_examples
 from ..progress import progress
 from .checks import require_choice, require_count, require_positive, require_split
 from .objective import Objective
@@ -195,14 +196,39 @@ def worst_case_sharpness(problem: Problem, *, rho: float = 0.05, norm: Norm = "l
     )
 
 
-def example_range(batches: Sequence[Batch], start: int, stop: int) -> Batch:
-    """Examples ``start:stop`` of the concatenated ``batches`` as one batch (in order)."""
-    pieces, offset = [], 0
+def chosen_m_batches(examples: int, m: int, max_batches: int | None = None) -> list[int]:
+    """Which of the ⌊examples/m⌋ m-example batches to use: all, or ``max_batches`` of them
+    evenly spaced over the split (first and last included), so sorted data is not read from
+    one end only."""
+    count = examples // m
+    if max_batches is None or max_batches >= count:
+        return list(range(count))
+    return sorted({round(i * (count - 1) / max(max_batches - 1, 1)) for i in range(max_batches)})
+
+
+def iter_m_example_batches(batches: Iterable[Batch], m: int, chosen: Sequence[int]) -> Iterator[Batch]:
+    """The m-example batches ``chosen`` (examples j·m to (j+1)·m of the concatenated ``batches``
+    for each j, in order), each made as soon as its examples are read: one pass over the data."""
+    if not chosen:
+        return
+    wanted = set(chosen)
+    pieces: list[Batch] = []
+    offset = 0
     for batch in batches:
-        low, high = max(start - offset, 0), min(stop - offset, batch.size)
-        if low < high:
+        if offset >= (max(chosen) + 1) * m:
+            break
+        for j in range(offset // m, min((offset + batch.size - 1) // m, max(chosen)) + 1):
+            if j not in wanted:
+                continue
+            low, high = max(j * m - offset, 0), min((j + 1) * m - offset, batch.size)
             pieces.append(batch.slice(low, high))
+            if (j + 1) * m <= offset + batch.size:
+                yield _concatenated(pieces)
+                pieces = []
         offset += batch.size
+
+
+def _concatenated(pieces: list[Batch]) -> Batch:
     try:
         return concat_batches(pieces)
     except (RuntimeError, TypeError, ValueError):  # ragged inputs (e.g. sequence lengths)
@@ -210,17 +236,14 @@ def example_range(batches: Sequence[Batch], start: int, stop: int) -> Batch:
                              "(ragged inputs?); use data whose examples have one shape") from None
 
 
-def m_example_batches(batches: Sequence[Batch], m: int, max_batches: int | None = None) -> list[Batch]:
+def m_example_batches(batches: Iterable[Batch], m: int, max_batches: int | None = None) -> list[Batch]:
     """The examples of ``batches``, in order, cut into ⌊n/m⌋ batches of exactly m.
 
     The last n mod m examples are dropped (a shorter batch would be sharper and bias the
     mean). With ``max_batches`` < ⌊n/m⌋, that many batches evenly spaced over the split
-    (first and last included), so sorted data is not read from one end only.
+    (:func:`chosen_m_batches`).
     """
-    count = sum(b.size for b in batches) // m
-    chosen = range(count) if max_batches is None or max_batches >= count else \
-        sorted({round(i * (count - 1) / max(max_batches - 1, 1)) for i in range(max_batches)})
-    return [example_range(batches, j * m, (j + 1) * m) for j in chosen]
+    return list(iter_m_example_batches(batches, m, chosen_m_batches(count_examples(batches), m, max_batches)))
 
 
 def m_sharpness(problem: Problem, *, m: int = 128, rho: float = 0.05, norm: Norm = "l2", adaptive: bool = False,
@@ -247,10 +270,10 @@ def m_sharpness(problem: Problem, *, m: int = 128, rho: float = 0.05, norm: Norm
         raise LandscapeError(f"{where}: m = {m} is larger than the {examples} examples of split '{split}'; "
                              f"choose m ≤ {examples}")
     started = time.perf_counter()
-    chunks = m_example_batches(problem.batches(split), m, max_batches)
+    chosen = chosen_m_batches(examples, m, max_batches)
     results = []
-    with progress(len(chunks), f"{m}-sharpness", "batch", enabled=show_progress) as bar:
-        for chunk in chunks:
+    with progress(len(chosen), f"{m}-sharpness", "batch", enabled=show_progress) as bar:
+        for chunk in iter_m_example_batches(problem.batches(split), m, chosen):  # one pass over a streamed split
             results.append(worst_case_sharpness(problem, rho=rho, norm=norm, adaptive=adaptive, steps=steps,
                                                 restarts=restarts, split=split, seed=seed, batches=[chunk],
                                                 show_progress=False))
