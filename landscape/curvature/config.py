@@ -11,7 +11,7 @@ from ..linalg.lanczos import basis_size_for
 from ..linalg.trace import MIN_PROBES
 from ..memory import require_fits
 from ..options import option
-from .operators import HVPMode
+from .hvp import HVPMode
 
 OperatorName = Literal["empirical_fisher", "ggn", "hessian"]  # the keys of operators.OPERATORS
 TraceEstimator = Literal["hutch++", "hutchinson"]
@@ -41,9 +41,9 @@ class CurvatureConfig:
                              "fewer passes; 1 needs fewest HVPs)", minimum=1)
     max_basis: int | None = option(None, "Lanczos basis size (default: max(3K, 20, 8 × block) + block)", minimum=1)
     max_matvecs: int | None = option(None, "HVP budget per eigenproblem (default: 40 × basis)", minimum=1)
-    hvp_mode: HVPMode = option("auto", "HVPs by torch.func reverse-over-reverse, forward-over-reverse, or "
-                               "autograd double backward (auto: time them on the first batch and keep the "
-                               "fastest)")
+    hvp_mode: HVPMode = option("auto", "HVPs by autograd double backward, torch.func reverse-over-reverse or "
+                               "forward-over-reverse (auto: a fixed rule, autograd, falling back to reverse "
+                               "then forward where the model's layers need it)")
     seed: int = 0
     trace_method: TraceEstimator = option("hutch++", "trace estimator (Hutch++ needs fewer products for the "
                                           "same error)")

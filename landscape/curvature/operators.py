@@ -16,25 +16,34 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp
 from torch.utils._pytree import tree_map
 
-from ..errors import LandscapeError
-from ..fallback import Fallback, is_forward_ad_unsupported, is_resource_error, is_vmap_unsupported, vmap_or_loop
+from ..errors import LandscapeError, first_line
+from ..fallback import Fallback, is_forward_ad_unsupported, is_resource_error, vmap_or_loop
 from ..linalg.operators import LinearOperator, is_low_precision
 from ..params import Params, flatten_columns, unflatten_columns
 from ..per_example import batch_example_gradients
 from ..per_example import examples_per_chunk as default_examples_per_chunk
 from ..problem import Batch, Problem
-
-HVPMode = Literal["auto", "reverse", "forward", "autograd"]
+from .hvp import (
+    AUTO_ORDER,
+    AUTO_RULE,
+    HVP_MODES,
+    GradientGraph,
+    HVPMode,
+    Pullback,
+    apply_graph,
+    batch_hvp,
+    gradient_graph,
+    map_columns,
+    reverse_pullback,
+)
 
 
 def _accumulator(vectors: Tensor) -> Tensor:
@@ -130,59 +139,48 @@ class ProblemOperator(LinearOperator):
 class HessianOperator(ProblemOperator):
     """∇²L(θ*) over the selected parameters.
 
-    ``hvp_mode``:
-      * 'reverse' — reverse-over-reverse with torch.func: ``vjp`` of ``grad``; one forward and
-        first backward per batch, the second backward vmapped over the columns;
-      * 'forward' — forward-over-reverse with torch.func: ``jvp`` of ``grad``, vmapped;
-      * 'autograd' — reverse-over-reverse through the autograd engine (``create_graph``
-        double backward, columns batched with ``is_grads_batched``): the same math without
-        torch.func's per-operation overhead, which dominates on small models;
-      * 'auto' — time the modes on the first batch, separately for one column and for a
-        block, and use the faster for each (models without forward-mode AD, e.g. some RNN
-        kernels, or without vmap rules simply lose those candidates).
+    ``hvp_mode`` (:mod:`.hvp` has the three ways): 'autograd' (double backward through the
+    autograd engine), 'reverse' (torch.func ``vjp`` of ``grad``), 'forward' (torch.func
+    ``jvp`` of ``grad``), or 'auto', a fixed rule (:data:`.hvp.AUTO_RULE`): the first of
+    autograd, reverse, forward whose product works on the first batch. A requested mode
+    that fails for the model falls back to reverse (then autograd, forward); the note says so.
+
+    ``cache_graphs`` (default: when ~3× the activations of all batches fit in half the
+    Problem's memory budget) keeps each batch's forward and first backward for the reverse
+    modes, so every product is one double-backward pass.
     """
 
     name = "hessian"
-    MODES = ("reverse", "forward", "autograd")
+    MODES = HVP_MODES
 
     def __init__(self, problem: Problem, *, split: str = "train",
                  param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
                  max_columns: int | None = None, cache_graphs: bool | None = None) -> None:
+        if hvp_mode not in ("auto", *HVP_MODES):
+            raise LandscapeError(f"hvp_mode must be auto, reverse, forward or autograd, got {hvp_mode!r}")
         super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
         if cache_graphs and self.batches.mode == "stream":
             raise LandscapeError(f"cache_graphs=True keeps every batch's gradient graph, but split '{split}' is "
                                  "streamed (it does not fit the memory budget); leave cache_graphs unset")
         self.cache_graphs = self._graphs_fit() if cache_graphs is None else cache_graphs
-        self._graphs: dict[int, _GradientGraph] = {}
-        if hvp_mode not in ("auto", *self.MODES):
-            raise LandscapeError(f"hvp_mode must be auto, reverse, forward or autograd, got {hvp_mode!r}")
+        self._graphs: dict[int, GradientGraph] = {}
+        self._pullbacks: dict[int, Pullback] = {}
         self.requested_mode = hvp_mode
-        self.mode_timings: dict[str, float] = {}
-        self.mode_note = ""
-        if hvp_mode == "auto":
-            with differentiable_attention():
-                self.single_mode, self.block_mode = self._pick_modes()
-        else:
-            mode = hvp_mode
-            with differentiable_attention():
-                works = self._mode_works(mode)
-            if not works:
-                self.mode_note = f"{mode} HVPs failed for this model (e.g. no forward-mode AD); used reverse"
-                mode = "reverse"
-            self.single_mode = self.block_mode = mode
+        self.mode_rule = AUTO_RULE if hvp_mode == "auto" else f"{hvp_mode}: requested"
+        # a requested mode that fails falls back to reverse, as it always has, then to the rule's order
+        order = AUTO_ORDER if hvp_mode == "auto" else tuple(dict.fromkeys((hvp_mode, "reverse", *AUTO_ORDER)))
+        self.mode, self.mode_note = self._first_working(order)
 
     @property
     def hvp_mode(self) -> str:
-        """The mode used for one column (and for blocks, when it differs)."""
-        if self.block_mode == self.single_mode:
-            return self.single_mode
-        return f"{self.single_mode} (blocks: {self.block_mode})"
+        """The mode every product uses."""
+        return self.mode
 
     def describe(self) -> dict[str, Any]:
-        """The base description plus the HVP modes used and whether graphs are cached."""
-        cached = self.cache_graphs and "autograd" in (self.single_mode, self.block_mode)
-        return {**super().describe(), "hvp_mode": self.hvp_mode, "hvp_mode_requested": self.requested_mode,
-                "hvp_mode_note": self.mode_note, "hvp_graph_cached": bool(cached)}
+        """The base description plus the HVP mode, the rule that chose it and graph caching."""
+        return {**super().describe(), "hvp_mode": self.mode, "hvp_mode_requested": self.requested_mode,
+                "hvp_mode_rule": self.mode_rule, "hvp_mode_note": self.mode_note,
+                "hvp_graph_cached": bool(self.cache_graphs and self.mode != "forward")}
 
     def _graphs_fit(self) -> bool:
         """Keep every batch's gradient graph between products when ~3× the forward
@@ -196,137 +194,43 @@ class HessianOperator(ProblemOperator):
         return lambda p: self.problem.batch_loss(p, batch)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
-        width = next(iter(block.values())).shape[0]
-        return self._hvp(batch, block, self.single_mode if width == 1 else self.block_mode)
+        return self._hvp(batch, block, self.mode)
 
     def _hvp(self, batch: Batch, block: Params, mode: str) -> Params:
-        if mode == "autograd" and self.cache_graphs:
-            # θ* never changes: the forward and first backward (with create_graph) are done
-            # once per batch, each product is then a single double-backward pass
+        if not self.cache_graphs or mode == "forward":
+            return batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
+        # θ* never changes: the forward and first backward are done once per batch, each
+        # product is then a single double-backward pass
+        if mode == "autograd":
             graph = self._graphs.get(id(batch))
             if graph is None:
-                graph = self._graphs[id(batch)] = _gradient_graph(self._loss_of(batch), self.selected)
-            return _apply_graph(graph, block, retain=True)
-        return batch_hvp(self._loss_of(batch), self.selected, block, mode, self._vmapped)
+                graph = self._graphs[id(batch)] = gradient_graph(self._loss_of(batch), self.selected)
+            return apply_graph(graph, block, retain=True)
+        pullback = self._pullbacks.get(id(batch))
+        if pullback is None:
+            pullback = self._pullbacks[id(batch)] = reverse_pullback(self._loss_of(batch), self.selected)
+        return map_columns(pullback, block, self._vmapped)
 
-    def _mode_works(self, mode: str) -> bool:
+    def _first_working(self, modes: Sequence[str]) -> tuple[str, str]:
+        """The first of ``modes`` whose product works on the first batch, and a note naming
+        those that failed (a capability check, not a timing: the choice is the same every run)."""
         probe = {n: torch.ones_like(p).unsqueeze(0) for n, p in self.selected.items()}
-        try:
-            self._hvp(self.batches[0], probe, mode)
-            return True
-        except Exception as exc:
-            if is_resource_error(exc):  # out of memory says nothing about the mode
-                raise
-            return False
-
-    def _pick_modes(self) -> tuple[str, str]:
-        """Time every mode on the first batch with 1 column and with a small block."""
-        batch = self.batches[0]
-        gen = torch.Generator().manual_seed(0)
-        widths = sorted({1, min(self.max_columns, 4)})
-        timings: dict[tuple[str, int], float] = {}
         failures = []
-        for mode in self.MODES:
+        for mode in modes:
             try:
-                for width in widths:
-                    block = {n: torch.randn((width, *p.shape), generator=gen, dtype=torch.float64).to(p)
-                             for n, p in self.selected.items()}
-                    run = lambda block=block, mode=mode: self._hvp(batch, block, mode)  # noqa: E731
-                    run()  # warm-up (builds the cached graph, if any)
-                    timings[(mode, width)] = _best_seconds(run, self.device)
+                with differentiable_attention():
+                    self._hvp(self.batches[0], probe, mode)
             except Exception as exc:
                 if is_resource_error(exc):  # out of memory says nothing about the mode
                     raise
                 self._graphs.clear()
-                failures.append(f"{mode} unavailable ({type(exc).__name__})")
-                timings = {key: t for key, t in timings.items() if key[0] != mode}
-        if not timings:
-            raise LandscapeError(f"cannot compute Hessian-vector products for this model ({'; '.join(failures)}); "
-                                 "its layers and loss must support torch.func.grad/vjp or double backward")
-        self.mode_timings = {f"{mode}/{width}": t for (mode, width), t in timings.items()}
-        self.mode_note = "; ".join(failures)
-        best = {w: min((t, m) for (m, width), t in timings.items() if width == w)[1] for w in widths}
-        if "autograd" not in best.values():
-            self._graphs.clear()
-        return best[1], best[widths[-1]]
-
-
-def _best_seconds(run: Callable[[], Any], device: torch.device, repeats: int = 5) -> float:
-    """Fastest of ``repeats`` runs: other load on the machine only ever adds time."""
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def batch_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params, mode: str,
-              vmapped: Callable[[Callable[[Params], Params], Params], Params]) -> Params:
-    """Hessian of ``loss_of`` at ``at`` times each column of ``block`` (``{name: [m, *shape]}``)."""
-    if mode == "autograd":
-        return _autograd_hvp(loss_of, at, block)
-    gradient = grad(loss_of)
-    if mode == "reverse":
-        pullback = vjp(gradient, at)[1]
-        return vmapped(lambda v: pullback(v)[0], block)
-    return vmapped(lambda v: jvp(gradient, (at,), (v,))[1], block)
-
-
-@dataclass
-class _GradientGraph:
-    """The gradient of one batch's loss with its autograd graph kept (``create_graph``)."""
-
-    names: list[str]
-    at: Params
-    leaves: list[Tensor]
-    live: list[int]  # indices of gradients that depend on θ (the others add zero curvature)
-    outputs: list[Tensor]
-
-
-def _gradient_graph(loss_of: Callable[[Params], Tensor], at: Params) -> _GradientGraph:
-    names = list(at)
-    leaves = [at[n].detach().requires_grad_(True) for n in names]  # fresh leaves: the model is untouched
-    with torch.enable_grad():
-        loss = loss_of(dict(zip(names, leaves)))
-        grads = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
-    live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
-    return _GradientGraph(names, dict(at), leaves, live, [grads[i] for i in live])
-
-
-def _apply_graph(graph: _GradientGraph, block: Params, retain: bool) -> Params:
-    """Double backward of ``graph`` for every column of ``block`` (batched with
-    ``is_grads_batched``, or one by one where the double backward has no batching rule)."""
-    names, leaves, live, outputs = graph.names, graph.leaves, graph.live, graph.outputs
-    width = next(iter(block.values())).shape[0]
-    if not live:
-        return {n: torch.zeros_like(block[n]) for n in names}
-    with torch.enable_grad():
-        if width == 1:
-            out = torch.autograd.grad(outputs, leaves, [block[names[i]][0] for i in live],
-                                      retain_graph=retain, allow_unused=True)
-            return {n: _zero_if_none(o, graph.at[n]).unsqueeze(0) for n, o in zip(names, out)}
-        try:
-            out = torch.autograd.grad(outputs, leaves, [block[names[i]] for i in live], retain_graph=True,
-                                      allow_unused=True, is_grads_batched=True)
-            return {n: _zero_if_none(o, block[n]) for n, o in zip(names, out)}
-        except Exception as exc:  # is_grads_batched is vmap inside
-            if not is_vmap_unsupported(exc):
-                raise
-            rows = [torch.autograd.grad(outputs, leaves, [block[names[i]][c] for i in live],
-                                        retain_graph=True, allow_unused=True) for c in range(width)]
-            return {n: torch.stack([_zero_if_none(r[j], graph.at[n]) for r in rows]) for j, n in enumerate(names)}
-
-
-def _autograd_hvp(loss_of: Callable[[Params], Tensor], at: Params, block: Params) -> Params:
-    """Double backward through the autograd engine, graph built for this call only."""
-    return _apply_graph(_gradient_graph(loss_of, at), block, retain=False)
-
-
-def _zero_if_none(value: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if value is None else value.detach()
+                self._pullbacks.clear()
+                failures.append(f"{mode} HVPs failed for this model ({type(exc).__name__}: {first_line(exc)})")
+                continue
+            used = f"; used {mode}" if failures else ""
+            return mode, "; ".join(failures) + used
+        raise LandscapeError(f"cannot compute Hessian-vector products for this model ({'; '.join(failures)}); "
+                             "its layers and loss must support double backward or torch.func.grad/vjp")
 
 
 class GGNOperator(ProblemOperator):
@@ -409,7 +313,3 @@ def make_operator(problem: Problem, kind: str = "hessian", **kwargs: Any) -> Pro
         kwargs.pop("hvp_mode", None)
     return OPERATORS[kind](problem, **kwargs)
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

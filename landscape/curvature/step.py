@@ -41,6 +41,7 @@ def _operator_attrs(op: ProblemOperator, config: CurvatureConfig) -> dict[str, A
     described = op.describe()
     return {"operator": op.name, "split": config.split, "param_patterns": list(config.param_patterns),
             "num_parameters": op.size, "hvp_mode": described.get("hvp_mode", "n/a"),
+            "hvp_mode_rule": described.get("hvp_mode_rule", "n/a"),
             "bn_policy_used": described["bn_policy_used"], "dropout": described["dropout"]}
 
 
