@@ -16,9 +16,9 @@ each on 256 train and 256 test examples. The scan reads your own arrays with
 
 Measured at width 64 on the 2-core AMD EPYC VM (see benchmarks/RESULTS.md for the machine and
 load; one torch thread): training takes about 21 CPU-seconds per epoch of 512 images; the
-scan (``--points 5 --max-examples 256``) more than 18 CPU-minutes (39 minutes of wall time on
-the loaded VM; the 30 surface points took 6 of them, the curvature step the rest) and a peak
-of 5 GiB resident.
+scan (``--points 5 --max-examples 256``) more than 32 CPU-minutes (52 minutes of wall time on
+the loaded VM, stopped unfinished; the 30 surface points took 7 of them, the curvature step
+the rest) and a peak of 5.6 GiB resident.
 """
 
 from __future__ import annotations
