@@ -102,10 +102,11 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
     (``<checkpoint name>.<output_name>.h5`` by default)."""
     g = parser.add_argument_group("model, data and loss (default: what the checkpoint's metadata names)")
     g.add_argument("--model", metavar="SPEC", help="model factory: package.module:callable, "
-                   "path/to/file.py:callable or a built-in (digits_mlp, digits_cnn)")
+                   "path/to/file.py:callable or a built-in (digits_mlp, digits_cnn, resnet18_cifar, tiny_gpt)")
     g.add_argument("--data", metavar="SPEC", help="data: .pt/.npz file of x,y (or x_train,y_train,"
                    "x_test,y_test) arrays, or a factory spec returning batches or {'train','test'}")
-    g.add_argument("--loss", metavar="NAME", help="cross_entropy, mse, nll, bce_with_logits or module:callable")
+    g.add_argument("--loss", metavar="NAME", help="cross_entropy, token_cross_entropy, mse, nll, "
+                   "bce_with_logits or module:callable")
     g.add_argument("--metric", action="append", default=[], metavar="NAME=SPEC",
                    help="extra metric f(output, target) -> scalar mean, as name=module:callable "
                    "(repeatable); evaluated wherever the loss is")

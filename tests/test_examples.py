@@ -67,3 +67,32 @@ def test_flatness_example_trains_three_models_and_compares_them(tmp_path):
     with h5py.File(tmp_path / "flatness.compare.h5", "r") as h5:
         assert [h5[f"models/c{i}"].attrs["label"] for i in range(3)] == ["SGD", "SAM", "SWA"]
         assert sorted(h5["sharpness/c1"]) == ["ray_width", "worst_l2"]
+
+
+@pytest.mark.slow
+def test_resnet18_example_trains_saves_and_scans(tmp_path):
+    import h5py
+
+    printed = run_example("examples/resnet18.py", "--out", str(tmp_path), "--width", "4", "--examples", "32",
+                          "--epochs", "1", "--points", "3", "--max-examples", "16", "--", "--no-report", "--quiet")
+    assert "ResNet-18, width 4, 44,622 parameters" in printed and "top Hessian eigenvalues:" in printed
+    with h5py.File(tmp_path / "resnet18.landscape.h5", "r") as h5:
+        assert h5.attrs["complete"] and h5.attrs["model_spec"] == "resnet18_cifar"
+        assert h5["surfaces/2d/train/loss"].shape == (3, 3) and h5.attrs["num_examples_train"] == 16
+        assert h5["curvature/hessian_top/eigenvalues"].shape == (5,)
+
+
+@pytest.mark.slow
+def test_transformer_example_prints_eigenvalues_per_block(tmp_path):
+    import h5py
+
+    printed = run_example("examples/transformer.py", "--out", str(tmp_path), "--width", "16", "--heads", "2",
+                          "--length", "8", "--examples", "64", "--epochs", "2", "--points", "3",
+                          "--max-examples", "16", "--k", "2", "--", "--no-report", "--quiet")
+    rows = {line.split()[0]: line.split() for line in printed.splitlines()
+            if line.startswith(("embeddings", "blocks.", "norm"))}
+    assert list(rows) == ["embeddings", "blocks.0", "blocks.1", "norm"]
+    assert rows["blocks.0"][1] == "3,280" and len(rows["blocks.1"]) == 5  # name, size, 2 eigenvalues, converged
+    with h5py.File(tmp_path / "transformer.landscape.h5", "r") as h5:
+        assert h5.attrs["complete"] and h5.attrs["loss_spec"] == "token_cross_entropy"
+        assert "accuracy" in h5["surfaces/1d/test"]

@@ -21,8 +21,17 @@ from ..errors import LandscapeError
 from ..problem import LossFn
 from .checkpoints import DATA_FILE_SUFFIXES, Checkpoint
 
+
+def token_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy over the last axis, averaged over every token: logits [..., classes]
+    against class indices [...], e.g. a language model's [batch, seq, vocab] outputs and
+    next-token targets (``F.cross_entropy`` wants the classes in dim 1)."""
+    return F.cross_entropy(output.flatten(0, -2), target.flatten())
+
+
 LOSSES: dict[str, LossFn] = {
     "cross_entropy": F.cross_entropy,
+    "token_cross_entropy": token_cross_entropy,
     "mse": F.mse_loss,
     "nll": F.nll_loss,
     "bce_with_logits": F.binary_cross_entropy_with_logits,
@@ -127,8 +136,8 @@ def _runs_no_outside_code(spec: str) -> bool:
 def resolve_loss(loss: str | LossFn | None) -> tuple[LossFn, str]:
     """A loss callable and the name to record, from a name, a spec or a callable."""
     if loss is None:
-        raise LandscapeError("no loss given: pass --loss (cross_entropy, mse, nll, "
-                             "bce_with_logits or module:callable), or save it in the checkpoint")
+        raise LandscapeError(f"no loss given: pass --loss ({', '.join(LOSSES)} or module:callable), "
+                             "or save it in the checkpoint")
     if callable(loss):
         return loss, getattr(loss, "__qualname__", repr(loss))
     if loss in LOSSES:
