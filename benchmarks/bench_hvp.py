@@ -15,8 +15,11 @@ Models: the bundled digits MLP and CNN (float32), the ResNet-18 of landscape.zoo
 Part 2, top-5 eigenvalues (block 1, relative residual 1e-4, float32) of that ResNet:
 operator construction + Lanczos wall time, HVPs and the largest relative error against a
 tight-tolerance reference (autograd, float32, tol 1e-6) — for auto and every explicit mode.
+Then the peers (benchmarks/peers.py: PyHessian, hessian-eigenthings, curvlinops + eigsh) on
+the same model, batches, loss and dtype, against the same reference, ours (auto) first.
 
-Run: PYTHONPATH=. python benchmarks/bench_hvp.py [model-name prefixes]   (one torch thread)
+Run: PYTHONPATH=. python benchmarks/bench_hvp.py [--top5] [model-name prefixes]   (one torch thread;
+--top5: part 2 and the peers only)
 """
 
 from __future__ import annotations
@@ -26,21 +29,24 @@ import sys
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import grad, vjp, vmap
 
+from benchmarks import peers
 from benchmarks.machine import cpu_model
 from landscape import zoo
 from landscape.curvature import HessianOperator
 from landscape.curvature.operators import differentiable_attention
-from landscape.linalg import lanczos
+from landscape.linalg import EigenResult, lanczos
 from landscape.loading import load_problem
 from landscape.params import unflatten_columns
 from landscape.problem import Problem
 from tests import models
 
 ROUNDS = 3
+PEER_HVP_CAP = 100  # eigsh at its default tol 0 (float64 machine precision) on a float32 operator
 WIDTH, EXAMPLES = 8, 256
 
 
@@ -114,8 +120,7 @@ def timed_rows(name: str, problem: Problem) -> list[str]:
     return rows
 
 
-def top5_rows() -> list[str]:
-    reference = lanczos(HessianOperator(resnet(), hvp_mode="autograd"), 5, "LA", tol=1e-6)
+def top5_rows(reference: EigenResult) -> list[str]:
     problem = resnet()
     rows = []
     for mode in ("auto", "autograd", "reverse", "forward"):
@@ -131,6 +136,27 @@ def top5_rows() -> list[str]:
     return rows
 
 
+def peer_rows(reference: EigenResult) -> list[str]:
+    """The peers on the same seeded ResNet, the same 256 examples in batches of 128, cross
+    entropy, float32; ours (auto, default tolerance 1e-4) first, timed like them."""
+    torch.manual_seed(0)
+    model = zoo.resnet18_cifar(width=WIDTH)
+    batches = zoo.cifar_shaped(examples=EXAMPLES)["train"]
+    loss = torch.nn.CrossEntropyLoss()  # = F.cross_entropy; curvlinops needs a module
+    start = time.perf_counter()
+    ours = lanczos(HessianOperator(resnet(), hvp_mode="auto"), 5, "LA", tol=1e-4)
+    runs = [peers.PeerRun("landscape (ours)", "hvp_mode auto, block Lanczos, tol 1e-4",
+                          np.sort(ours.eigenvalues.numpy())[::-1], time.perf_counter() - start, ours.num_matvecs,
+                          "eval (ours)"),
+            peers.pyhessian(model, loss, batches),
+            peers.eigenthings(model, loss, batches),
+            peers.eigenthings(model, loss, batches, max_iter=30),
+            peers.eigenthings(model, loss, batches, train=True),
+            peers.curvlinops(model, loss, batches, tol=1e-4),
+            peers.curvlinops(model, loss, batches, max_hvps=PEER_HVP_CAP)]
+    return peers.rows(runs, reference.eigenvalues.numpy())
+
+
 def main() -> None:
     torch.set_num_threads(1)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -138,15 +164,23 @@ def main() -> None:
     print("| model | mode | ms per HVP (1 column) | ms per HVP (block of 4, per column) "
           "| 1 column ÷ gradient | 1 column ÷ autograd |")
     print("| --- | --- | --- | --- | --- | --- |")
-    chosen = sys.argv[1:] or list(problems())
+    arguments = sys.argv[1:]
+    top5_only = "--top5" in arguments
+    chosen = [a for a in arguments if a != "--top5"] or list(problems())
     for name, problem in problems().items():
-        if not any(name.startswith(c) for c in chosen):
+        if top5_only or not any(name.startswith(c) for c in chosen):
             continue
         print("\n".join(per_hvp_rows(name, problem)), flush=True)
     print(f"\nload {os.getloadavg()[0]:.1f}")
+    reference = lanczos(HessianOperator(resnet(), hvp_mode="autograd"), 5, "LA", tol=1e-6)
+    print("reference eigenvalues: " + ", ".join(f"{v:.6g}" for v in reference.eigenvalues.tolist()))
     print("| hvp_mode | construction s | construction + Lanczos s | HVPs | s per HVP | max rel. error |")
     print("| --- | --- | --- | --- | --- | --- |")
-    print("\n".join(top5_rows()))
+    print("\n".join(top5_rows(reference)), flush=True)
+    print(f"load {os.getloadavg()[0]:.1f}")
+    print("| library | method, settings | BatchNorm | s | HVPs | s per HVP | max rel. error | eigenvalues |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(peer_rows(reference)))
     print(f"load {os.getloadavg()[0]:.1f}")
 
 
