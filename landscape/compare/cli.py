@@ -4,7 +4,6 @@ every checkpoint, the same random rays, and the line through each pair with its 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from ..errors import LandscapeError
@@ -91,10 +90,7 @@ def _cell(result: SharpnessResult | None) -> str:
     """``value ± stderr`` with ``*`` when not converged; ``—`` for a measure not computed."""
     if result is None:
         return "—"
-    text = f"{result.value:.4g}"
-    if math.isfinite(result.stderr):
-        text += f" ± {result.stderr:.2g}"
-    return text + ("" if result.converged else "*")
+    return result.value_text() + ("" if result.converged else "*")
 
 
 def print_table(path: Path) -> None:

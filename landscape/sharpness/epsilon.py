@@ -122,8 +122,9 @@ def epsilon_sharpness(problem: Problem, *, epsilon: float = 1e-3, subspace_dim: 
     gap = frank_wolfe_gap(ascent.best_y, ascent.best_gradient, half) if np.isfinite(ascent.best_loss) else np.inf
     kkt = bool(np.isfinite(rise) and gap <= GAP_RTOL * rise)
     # the box in θ-space (full space), or the full-space box of the same ε (subspace: a proxy)
-    rounding = rounding_note(rounding_fraction(objective.theta, torch.from_numpy(box_half_widths(theta, epsilon)),
-                                               1.0, "linf"), objective.theta.dtype)
+    theta_box = half if basis is None else box_half_widths(theta, epsilon)
+    rounding = rounding_note(rounding_fraction(objective.theta, torch.from_numpy(theta_box), 1.0, "linf"),
+                             objective.theta.dtype)
     converged = kkt and not rounding
     notes = (f"L-BFGS-B: {result.message} after {result.nit} iterations, {result.nfev} evaluations; "
              f"Frank–Wolfe gap {gap:.3g} vs rise {rise:.3g} ("

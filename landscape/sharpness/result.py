@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,10 @@ class SharpnessResult:
     notes: str = ""
     samples: np.ndarray = field(default_factory=lambda: np.zeros(0))
     curves: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def value_text(self) -> str:
+        """``value ± stderr`` (4 and 2 significant digits; no ± where there is no standard error)."""
+        return f"{self.value:.4g}" + (f" ± {self.stderr:.2g}" if math.isfinite(self.stderr) else "")
 
     def attrs(self) -> dict[str, Any]:
         """Scalars as HDF5 attributes (parameters prefixed ``param_``)."""

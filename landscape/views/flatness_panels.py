@@ -17,18 +17,13 @@ from .panels import FigureItem, Item, TableItem, group_at, panel, try_part
 from .surface_panels import read_surface
 
 
-def _value_text(value: float, stderr: float, converged: bool) -> str:
-    text = f"{value:.4g}" + (f" ± {stderr:.2g}" if math.isfinite(stderr) else "")
-    return text if converged else f"{text} (not converged)"
-
-
 def _measures_table(comparison: Comparison) -> TableItem:
     labels = [m.label for m in comparison.models]
     rows = []
     for name in comparison.measure_names():
         results = [m.measures.get(name) for m in comparison.models]
         first = next(r for r in results if r is not None)
-        cells = ["—" if r is None else _value_text(r.value, r.stderr, r.converged) for r in results]
+        cells = ["—" if r is None else r.value_text() + ("" if r.converged else " (not converged)") for r in results]
         rows.append([name, *cells, "yes" if first.rescaling_invariant else "no", first.description])
     return TableItem("sharpness/table", "Sharpness measures", ["measure", *labels, "rescaling-invariant", "what"],
                      rows, "± one standard error where the measure is an average over random draws.")
