@@ -7,17 +7,20 @@ Bad input ends with one ``landscape: error: ...`` line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shlex
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import __version__, progress
+from . import __version__, distributed, progress
 from .compare import cli as compare_cli
 from .curvature import cli as curvature_cli
 from .errors import LandscapeError
@@ -107,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     args.command_line = shlex.join(["landscape", *argv])  # recorded as the root attribute `command`
     try:
-        with progress.quiet(getattr(args, "quiet", False)):
+        with progress.quiet(getattr(args, "quiet", False)), _ranks(args):
             return args.run(args)
+        return 0  # a rank other than 0 finished its share (distributed.ShareDone)
     except LandscapeError as exc:
-        print(f"landscape: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"landscape: error{_rank_tag()}: {_one_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
@@ -127,6 +131,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape: internal error: {type(exc).__name__}: {_one_line(exc)} "
               "(set LANDSCAPE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _ranks(args: argparse.Namespace) -> Iterator[None]:
+    """Under ``torchrun``: one data-parallel run over every rank (:mod:`landscape.distributed`).
+    Rank 0 prints, draws progress and writes the file and report; the others stop once their
+    share is computed (:class:`~landscape.distributed.ShareDone`) and only say why they failed.
+    SIGTERM (torchrun stopping the ranks once one failed) ends the run like an error, so the
+    results file is closed with what was finished."""
+    if not distributed.launched():
+        yield
+        return
+    shard = distributed.start()
+    previous = signal.signal(signal.SIGTERM, _stopped_by_signal)
+    try:
+        if shard.rank == 0:
+            yield
+        else:
+            with contextlib.redirect_stdout(io.StringIO()), progress.quiet(True):
+                yield
+    except distributed.ShareDone:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        distributed.stop()
+
+
+def _stopped_by_signal(signum: int, frame: Any) -> None:
+    raise LandscapeError("stopped by SIGTERM (torchrun stops every rank once one fails: see its message); the "
+                         "results file keeps what was finished: rerun with --resume")
+
+
+def _rank_tag() -> str:
+    if not distributed.launched():
+        return ""
+    return f" (rank {os.environ.get('RANK', '?')} of {os.environ.get('WORLD_SIZE', '?')})"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from . import distributed
 from .errors import LandscapeError
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
     g.add_argument("--max-examples", type=integer(1), metavar="N", help="use at most N examples of each split")
     g.add_argument("--max-batches", type=integer(1), metavar="N", help="use at most N batches of each split")
     r = parser.add_argument_group("computation")
-    r.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    r.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available; under torchrun "
+                   "cuda:LOCAL_RANK)")
     r.add_argument("--dtype", choices=sorted(DTYPES), help="compute dtype (default: the model's)")
     r.add_argument("--bn", choices=["eval", "recompute"], default="eval",
                    help="BatchNorm: keep running stats (eval) or re-estimate them at every point")
@@ -144,7 +146,7 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -
     """Load the Problem named by the shared options; returns (problem, provenance attrs)."""
     from .loading import load_problem
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or str(distributed.local_device() or ("cuda" if torch.cuda.is_available() else "cpu"))
     problem, provenance = load_problem(
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
         trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
@@ -243,7 +245,10 @@ def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, 
     out = output_path(args, checkpoints[0])
     guard_outputs(results_outputs(out, not args.no_report), input_files(args, checkpoints, provenance))
     settings = base_settings(problem, provenance, command=args.command_line or PYTHON_API, **settings)
-    return run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite, budget=budget)
+    path = run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite, budget=budget)
+    if not distributed.is_writer():
+        raise distributed.ShareDone  # rank 0 reads the file back and reports
+    return path
 
 
 def write_report_next_to(path: Path, args: argparse.Namespace) -> None:

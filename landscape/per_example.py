@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.func import grad, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from . import distributed
 from .errors import LandscapeError, first_line
 from .fallback import Fallback
 from .memory import tensor_bytes
@@ -67,18 +68,24 @@ class PerExampleGradients:
 # ---------------------------------------------------------------------------- data access
 def gather_examples(problem: Problem, indices: Tensor, split: str = "train") -> Batch:
     """One batch holding the examples at ``indices`` (positions in the concatenated split)."""
+    return concat_batches(_pieces(problem, indices, split)[0])
+
+
+def _pieces(problem: Problem, indices: Tensor, split: str) -> tuple[list[Batch], Tensor]:
+    """The examples at ``indices`` that this process holds, batch by batch, and their positions
+    (all of them, unless a data-parallel rank holds only part of each batch)."""
     batches = problem.batches(split)
     pieces: list[Batch] = []
-    offset = 0
+    held: list[Tensor] = []
     indices = indices.to("cpu")
-    for batch in batches:
-        inside = indices[(indices >= offset) & (indices < offset + batch.size)] - offset
+    for batch, offset in zip(batches, batches.positions):
+        inside = indices[(indices >= offset) & (indices < offset + batch.size)]
         if inside.numel():
-            pieces.append(_take(batch, inside.to(batch.target.device)))
-        offset += batch.size
-    if not pieces:
+            pieces.append(_take(batch, (inside - offset).to(batch.target.device)))
+            held.append(inside)
+    if not pieces and problem.shard is None:
         raise LandscapeError(f"no examples selected from split '{split}'")
-    return concat_batches(pieces)
+    return pieces, torch.cat(held) if held else torch.zeros(0, dtype=torch.int64)
 
 
 def _take(batch: Batch, rows: Tensor) -> Batch:
@@ -234,12 +241,13 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     if indices is None:
         indices = torch.arange(problem.num_examples(split))
     indices = indices.to("cpu").sort().values  # rows come out in split order
-    examples = gather_examples(problem, indices, split)
+    pieces, held = _pieces(problem, indices, split)  # a data-parallel rank: its own, gathered below
+    examples = concat_batches(pieces) if pieces else None
     dim = sum(p.numel() for p in problem.params.values())
-    matrix_bytes = examples.size * dim * torch.finfo(problem.dtype).bits // 8
+    matrix_bytes = indices.numel() * dim * torch.finfo(problem.dtype).bits // 8
     if matrix_bytes > 4 * problem.memory_budget_bytes:
         raise LandscapeError(
-            f"{examples.size} per-example gradients of {dim} parameters need "
+            f"{indices.numel()} per-example gradients of {dim} parameters need "
             f"{matrix_bytes / 2**30:.1f} GiB, over the memory budget "
             f"({problem.memory_budget_bytes / 2**30:.1f} GiB); lower --examples")
     chunk = chunk_size or examples_per_chunk(problem)
@@ -248,16 +256,19 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     reason = "forced by method='loop'" if method == "loop" else ""
     if method == "auto":
         fallback = Fallback("vmap")
-        probe = examples.slice(0, min(2, examples.size))
+        first = problem.batches(split).first  # held by every rank: all decide alike
+        probe = first.slice(0, min(2, first.size))
         if not fallback.probe(lambda: _vmap_chunk(problem, probe)):
             chosen, reason = "loop", fallback.reason
     compute = _vmap_chunk if chosen == "vmap" else _loop_chunk
 
-    matrix = torch.empty(examples.size, dim, dtype=problem.dtype, device=problem.device)
-    bar = progress(examples.size, f"per-example gradients ({chosen})", "ex") if show_progress else None
+    count = 0 if examples is None else examples.size
+    matrix = torch.empty(count, dim, dtype=problem.dtype, device=problem.device)
+    bar = progress(count, f"per-example gradients ({chosen})", "ex") if show_progress else None
     try:
-        for start in range(0, examples.size, chunk):
-            part = examples.slice(start, min(start + chunk, examples.size))
+        for start in range(0, count, chunk):
+            assert examples is not None
+            part = examples.slice(start, min(start + chunk, count))
             try:
                 compute(problem, part, matrix[start:start + part.size])
             except LandscapeError:
@@ -271,4 +282,6 @@ def per_example_gradients(problem: Problem, indices: Tensor | None = None, *, sp
     finally:
         if bar is not None:
             bar.close()
+    if problem.shard is not None:
+        matrix = distributed.gather_rows(matrix, held, f"gathering per-example gradients of split '{split}'")
     return PerExampleGradients(matrix, indices.clone(), chosen, split, reason)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .problem import Problem
 from .store import ResultsWriter
 
@@ -59,7 +59,8 @@ class TimeBudget:
 
     def spent(self) -> bool:
         """Whether the budget is used up (checked between steps and between surface chunks)."""
-        return now() - self.started >= self.seconds
+        # every rank of a data-parallel run follows rank 0's clock, so all stop at the same chunk
+        return distributed.broadcast(now() - self.started >= self.seconds, "checking the time budget")
 
 
 class BudgetSpent(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import LandscapeError
 
 SCHEMA_NAME = "landscape-results"
@@ -123,20 +125,47 @@ class ResultsWriter:
         self.file: h5py.File | None = None
         self._lock_handle: Any = None
         self._copy_of_finished = False
+        self.mirror = False  # a non-zero rank of a data-parallel run: an in-memory copy
 
     # -------------------------------------------------------------- lifecycle
     def __enter__(self) -> ResultsWriter:
-        if self.path.parent and not self.path.parent.exists():
-            raise LandscapeError(f"output folder '{self.path.parent}' does not exist")
-        self._acquire_lock()
+        if not distributed.is_writer():
+            return self._open_mirror()
         try:
-            self._open()
-        except BaseException:
-            self._release_lock()
+            if self.path.parent and not self.path.parent.exists():
+                raise LandscapeError(f"output folder '{self.path.parent}' does not exist")
+            self._acquire_lock()
+            try:
+                self._open()
+            except BaseException:
+                self._release_lock()
+                raise
+        except LandscapeError as exc:
+            distributed.broadcast(str(exc), "opening the results file")
             raise
+        if distributed.current() is not None:
+            assert self.file is not None
+            self.file.flush()
+            distributed.broadcast(self.partial.read_bytes(), "sharing the results file")
+        return self
+
+    def _open_mirror(self) -> ResultsWriter:
+        """Another rank of a data-parallel run: rank 0's file as it opened it, in memory. This
+        rank writes the same groups there, so it skips (on resume) exactly what rank 0 skips;
+        nothing reaches the disk."""
+        opened: bytes | str = distributed.broadcast(b"", "hearing whether rank 0 opened the results file")
+        if isinstance(opened, str):
+            raise LandscapeError(opened)
+        self.mirror = True
+        self.file = h5py.File(io.BytesIO(opened), "r+")
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.mirror:
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+            return
         if self.file is not None:
             keep = exc is None or (not self._copy_of_finished and holds_finished_work(self.file, self.remade))
             self.file.close()
@@ -221,7 +250,8 @@ class ResultsWriter:
         set_attrs(self.file, {"complete": True})
         self.file.close()
         self.file = None
-        os.replace(self.partial, self.path)
+        if not self.mirror:
+            os.replace(self.partial, self.path)
         return self.path
 
     # -------------------------------------------------------------- generic groups

@@ -121,7 +121,7 @@ class ProblemOperator(LinearOperator):
                 products = self._batch_products(batch, block)
                 total[:, start:start + cols.shape[1]] += weight * flatten_columns(
                     {n: products[n] for n in self.names}).to(total.dtype)
-        return total.to(self.dtype)
+        return self.batches.reduce(total).to(self.dtype)
 
     def _batch_products(self, batch: Batch, block: Params) -> Params:
         raise NotImplementedError
@@ -291,7 +291,7 @@ class EmpiricalFisherOperator(ProblemOperator):
             for start in range(0, batch.size, self.examples_per_chunk):
                 grads = self.per_example_gradients(batch.slice(start, start + self.examples_per_chunk))
                 total += (grads.T @ (grads @ vectors)).to(total.dtype)
-        return (total / self.num_examples).to(self.dtype)
+        return (self.batches.reduce(total) / self.num_examples).to(self.dtype)
 
     def per_example_gradients(self, batch: Batch) -> Tensor:
         """``[n, D]`` gradients of each example's loss over the selected parameters."""

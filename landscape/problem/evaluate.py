@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
+from .. import distributed
 from ..errors import LandscapeError
 from ..fallback import Fallback
 from ..memory import module_output_bytes, tensor_bytes
@@ -73,7 +74,9 @@ class Evaluator:
             largest = max((problem.batches(s).largest for s in problem.split_names), key=lambda b: b.size)
             activations = module_output_bytes(problem.model,
                                               lambda: problem.forward(problem.params, largest.inputs))
-            self._point_bytes = max(1, 2 * activations + tensor_bytes(problem.params))
+            own = max(1, 2 * activations + tensor_bytes(problem.params))
+            # every rank of a data-parallel run takes the same chunks of points (the same collectives)
+            self._point_bytes = own if problem.shard is None else distributed.all_reduce_max(own)
         return self._point_bytes
 
     def points_per_pass(self) -> int:
@@ -130,9 +133,14 @@ class Evaluator:
         """One chunk of points by the resolved strategy (``vmap`` falling back to the loop)."""
         buffers = self.buffers_for(chunk)
         if self.resolved_mode() == "vmap":
-            return self.fallback.run(lambda: self.vmap_chunk(chunk, buffers, split),
-                                     lambda: self.loop_chunk(chunk, buffers, split))
-        return self.loop_chunk(chunk, buffers, split)
+            values = self.fallback.run(lambda: self.vmap_chunk(chunk, buffers, split),
+                                       lambda: self.loop_chunk(chunk, buffers, split))
+        else:
+            values = self.loop_chunk(chunk, buffers, split)
+        if self.problem.shard is None:
+            return values
+        summed = self.problem.batches(split).reduce(torch.stack(list(values.values())))
+        return dict(zip(values, summed))
 
     def buffers_for(self, chunk: Params) -> Params | None:
         """Per-point buffers under the 'recompute' policy, else None (θ*'s buffers)."""

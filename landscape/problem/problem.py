@@ -18,9 +18,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .. import distributed
+from ..distributed import Shard
 from ..errors import LandscapeError, first_line
 from ..memory import default_budget_bytes
-from ..params import Params
+from ..params import Params, flatten, unflatten
 from .batchnorm import has_batchnorm, recompute_running_stats, statistics_model
 from .data import Batch, call_model
 from .evaluate import EVAL_MODES, EvalMode, Evaluator, classification_accuracy
@@ -57,6 +59,7 @@ class Problem:
     memory_budget_bytes: int = 1 << 30
     eval_mode: EvalMode = "auto"  # see resolved_eval_mode
     data_mode: DataMode = "auto"  # requested; each split's ``mode`` says what was used
+    shard: Shard | None = None  # this rank's part of every batch in a data-parallel run
     evaluator: Evaluator = field(init=False, repr=False, compare=False)
     _bn_model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -90,7 +93,9 @@ class Problem:
         (see :meth:`resolved_eval_mode`). ``data_mode``: "cache" keeps every batch on the
         device, "stream" reads the data again on every pass, "auto" caches the splits, in
         order, while their bytes fit the memory budget and streams the rest
-        (:func:`~.splits.load_split`).
+        (:func:`~.splits.load_split`). In a data-parallel run (:func:`landscape.distributed.start`,
+        as ``torchrun`` does for the CLI) each rank keeps its part of every batch and every
+        pass over the data is all-reduced, so every result is the one-process result.
         """
         if not isinstance(model, nn.Module):
             raise LandscapeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -115,11 +120,14 @@ class Problem:
         budget = memory_budget_bytes if memory_budget_bytes is not None else default_budget_bytes(device)
         splits_in = dict(data) if isinstance(data, Mapping) else {"train": data}
         splits: dict[str, Batches] = {}
+        shard = distributed.current()
         for name, source in splits_in.items():
             if source is not None:
                 cached = sum(s.cached_bytes for s in splits.values())
+                head = bn_batches if name == "train" and has_batchnorm(model) else 0  # whole batches for BN
                 splits[name] = load_split(source, name, device, dtype, mode=data_mode, budget_bytes=budget - cached,
-                                          max_batches=max_batches, max_examples=max_examples)
+                                          max_batches=max_batches, max_examples=max_examples,
+                                          shard=shard, head_count=head)
         if not splits:
             raise LandscapeError("no data: give at least a train split")
 
@@ -145,7 +153,7 @@ class Problem:
         problem = cls(model=private, params=params, buffers=fixed, loss_fn=loss_fn,
                       splits=splits, device=device, dtype=dtype, bn_policy=bn_policy,
                       bn_batches=bn_batches, metrics=dict(metrics or {}), memory_budget_bytes=budget,
-                      eval_mode=eval_mode, data_mode=data_mode)
+                      eval_mode=eval_mode, data_mode=data_mode, shard=shard)
         problem.has_accuracy = problem.check_first_batches()
         if bn_policy == "recompute" and not has_batchnorm(private):
             problem.bn_policy = "eval"  # nothing to recompute; say what was really used
@@ -211,13 +219,13 @@ class Problem:
     def gradient(self, params: Mapping[str, Tensor] | None = None, split: str = "train") -> Params:
         """∇ of the empirical risk (batch gradients weighted by batch size)."""
         at = {**self.params, **(params or {})}
-        total = self.num_examples(split)
+        batches = self.batches(split)
         grad = {n: torch.zeros_like(p) for n, p in at.items()}
-        for batch in self.batches(split):
+        for batch in batches:
             g = torch.func.grad(lambda p, batch=batch: self.batch_loss(p, batch))(at)
             for n in grad:
-                grad[n] += g[n] * (batch.size / total)
-        return grad
+                grad[n] += g[n] * (batch.size / batches.num_examples)
+        return grad if self.shard is None else unflatten(batches.reduce(flatten(grad)), grad)
 
     # ------------------------------------------------------------------ evaluation
     def metric_names(self) -> list[str]:
@@ -282,6 +290,7 @@ class Problem:
             "parameter_names": list(self.params),
             **{f"num_examples_{s}": self.num_examples(s) for s in self.splits},
             "dropout_modules_disabled": _dropout_modules(self.model),
+            "data_parallel_ranks": 1 if self.shard is None else self.shard.world,
         }
 
     # ------------------------------------------------------------------ kept for old tests

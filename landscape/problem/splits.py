@@ -16,7 +16,10 @@ from itertools import islice
 from typing import Any, Literal, overload
 
 import torch
+from torch import Tensor
 
+from .. import distributed
+from ..distributed import Shard
 from ..errors import LandscapeError
 from ..memory import format_bytes
 from .data import Batch, batch_bytes, fingerprint, move_batch, read_batches, same_fingerprint
@@ -35,10 +38,22 @@ class Batches(Sequence[Batch]):
     largest: Batch
     cached_bytes: int  # device bytes this split holds for the whole run
 
+    shard: Shard | None = None  # set on the splits of a data-parallel run (ShardedBatches)
+
     @property
     def num_examples(self) -> int:
-        """Examples in the split."""
+        """Examples in the split (over every rank in a data-parallel run)."""
         return sum(self.sizes)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Where each batch's first example sits in the split (its batches concatenated)."""
+        return tuple(sum(self.sizes[:i]) for i in range(len(self.sizes)))
+
+    def reduce(self, total: Tensor) -> Tensor:
+        """A sum over this split's batches (weighted by ``num_examples``) made whole: itself,
+        or in a data-parallel run the all-reduced sum of every rank's part."""
+        return total
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -142,6 +157,81 @@ class StreamedBatches(Batches):
         return self._head[:count]
 
 
+class ShardedBatches(Batches):
+    """The part of every batch of a split that one rank holds in a data-parallel run (:mod:`landscape.distributed`).
+
+    Iterating yields the local parts (cached or streamed as ``local`` is); ``num_examples``
+    counts the whole split, so sums weighted by it are this rank's share of the global
+    mean, which :meth:`reduce` all-reduces. ``head(n)`` gives the first whole batches, kept
+    on every rank, so BatchNorm statistics are computed as by one process.
+    """
+
+    def __init__(self, local: Batches, shard: Shard, global_sizes: list[int], positions: list[int],
+                 head: list[Batch], head_bytes: int) -> None:
+        self.local, self.shard, self.global_sizes = local, shard, tuple(global_sizes)
+        self.name, self.mode, self.sizes = local.name, local.mode, local.sizes
+        self.first, self.largest = local.first, local.largest
+        self._positions, self._head = tuple(positions), head
+        self.cached_bytes = local.cached_bytes + head_bytes
+
+    @property
+    def num_examples(self) -> int:
+        """Examples in the whole split, over every rank."""
+        return sum(self.global_sizes)
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """Where each local part's first example sits in the whole split."""
+        return self._positions
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.local)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.local[index]
+
+    def head(self, count: int) -> list[Batch]:
+        """The first ``count`` whole batches (as many as were kept when the split was read)."""
+        if count > len(self._head) and len(self._head) < len(self.global_sizes):
+            raise LandscapeError(f"data split '{self.name}': {count} whole batches asked, {len(self._head)} kept "
+                                 "in this data-parallel run")
+        return self._head[:count]
+
+    def reduce(self, total: Tensor) -> Tensor:
+        """Σ over ranks of this rank's part of a sum over the split."""
+        return distributed.all_reduce_sum(total, f"a pass over split '{self.name}'")
+
+
+def shard_split(read: Callable[[], Iterator[Batch]], name: str, shard: Shard, device: torch.device,
+                dtype: torch.dtype, head_count: int) -> tuple[Callable[[], Iterator[Batch]],
+                                                               list[int], list[int], list[Batch]]:
+    """``read`` cut to this rank's parts, and from one read: the whole batches' sizes, the
+    local parts' global positions and the first ``head_count`` whole batches on the device."""
+    sizes: list[int] = []
+    positions: list[int] = []
+    head: list[Batch] = []
+    for batch in read():
+        start, stop = shard.part(batch.size)
+        if stop > start:
+            positions.append(sum(sizes) + start)
+        if len(head) < head_count:
+            head.append(move_batch(batch, device, dtype))
+        sizes.append(batch.size)
+    empty = [r for r in range(shard.world) if all(shard.part(size, r)[0] == shard.part(size, r)[1] for size in sizes)]
+    if empty:
+        raise LandscapeError(f"data split '{name}' ({sum(sizes)} examples, batches of at most {max(sizes, default=0)}) "
+                             f"leaves rank {empty[0]} of {shard.world} with no example: every batch is cut into "
+                             f"{shard.world} parts; use larger batches or fewer processes")
+
+    def local() -> Iterator[Batch]:
+        for batch in read():
+            start, stop = shard.part(batch.size)
+            if stop > start:
+                yield batch.slice(start, stop)
+
+    return local, sizes, positions, head
+
+
 def count_examples(batches: Iterable[Batch]) -> int:
     """Examples in ``batches``: a split's count (no pass over the data), else summed."""
     return batches.num_examples if isinstance(batches, Batches) else sum(b.size for b in batches)
@@ -149,17 +239,34 @@ def count_examples(batches: Iterable[Batch]) -> int:
 
 def load_split(source: Iterable[Any], name: str, device: torch.device, dtype: torch.dtype, *,
                mode: DataMode, budget_bytes: int, max_batches: int | None,
-               max_examples: int | None) -> Batches:
+               max_examples: int | None, shard: Shard | None = None, head_count: int = 0) -> Batches:
     """One data split, cached on the device or streamed (one read of ``source`` here).
 
     ``mode="cache"`` caches; ``"stream"`` streams; ``"auto"`` caches while the cached bytes
     (estimated up front as the first batch's bytes × the number of batches when ``source``
     has a length, else counted as batches come) stay within ``budget_bytes``, and streams
     otherwise. A one-shot iterator (a generator) cannot be read twice: it is cached when it
-    fits the budget, and refused otherwise.
+    fits the budget, and refused otherwise. With a ``shard`` (a data-parallel run) the rule
+    applies to this rank's parts (:class:`ShardedBatches`).
     """
     read = lambda: read_batches(source, name, max_batches, max_examples)  # noqa: E731
     one_shot = isinstance(source, Iterator)
+    if shard is not None:
+        if one_shot:  # read once here to learn the whole batches; keep it for the local read
+            source = list(read())
+            read, one_shot = (lambda: iter(source)), False  # noqa: E731
+        local_read, sizes, positions, head = shard_split(read, name, shard, device, dtype, head_count)
+        local = _load(local_read, source, name, device, dtype, mode, budget_bytes, False,
+                      lambda first_size: len(positions))
+        return ShardedBatches(local, shard, sizes, positions, head, sum(batch_bytes(b, dtype) for b in head))
+    return _load(read, source, name, device, dtype, mode, budget_bytes, one_shot,
+                 lambda first_size: _expected_batches(source, first_size, max_batches, max_examples))
+
+
+def _load(read: Callable[[], Iterator[Batch]], source: Iterable[Any], name: str, device: torch.device,
+          dtype: torch.dtype, mode: DataMode, budget_bytes: int, one_shot: bool,
+          expected_batches: Callable[[int], int]) -> Batches:
+    """:func:`load_split`'s rule on one ``read`` (``expected_batches(first batch size)``)."""
     keep: list[Batch] | None = None if mode == "stream" and not one_shot else []
     fingerprints: list[tuple[float, ...]] = []
     first: Batch | None = None
@@ -169,8 +276,7 @@ def load_split(source: Iterable[Any], name: str, device: torch.device, dtype: to
         fingerprints.append(fingerprint(batch))
         nbytes = batch_bytes(batch, dtype)
         total += nbytes
-        over = total > budget_bytes or (index == 0 and nbytes * _expected_batches(
-            source, batch.size, max_batches, max_examples) > budget_bytes)
+        over = total > budget_bytes or (index == 0 and nbytes * expected_batches(batch.size) > budget_bytes)
         if keep is not None and mode != "cache" and over:
             if one_shot:
                 raise LandscapeError(

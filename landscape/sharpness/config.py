@@ -66,6 +66,10 @@ class SharpnessConfig:
             if not 0 < value < float("inf"):
                 raise LandscapeError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
         examples = problem.num_examples(self.split)
+        if "m_sharpness" in selected and problem.shard is not None:
+            raise LandscapeError("m-sharpness cuts the split into consecutive m-example batches, which a "
+                                 "data-parallel run splits across ranks: run it in one process, or leave it "
+                                 "out with --measure")
         if "m_sharpness" in selected and not 1 <= self.m <= examples:
             raise LandscapeError(f"--m {self.m}: m-sharpness needs 1 ≤ m ≤ {examples}, the examples in "
                                  f"split '{self.split}'")

@@ -144,18 +144,17 @@ def _describe(entry: tuple[str, Tensor] | None) -> str:
 
 def _compare_split(problem: Problem, split: str, members: Sequence[tuple[Params, Params]],
                    swa: tuple[Params, Params], prediction: Prediction) -> SplitComparison:
-    sums = dict.fromkeys(("swa_loss", "swa_accuracy", "fge_loss", "fge_accuracy", "member_loss",
-                          "member_accuracy", "prediction_gap"), 0.0)
-    total = 0
-    for batch in problem.batches(split):
+    keys = ("swa_loss", "swa_accuracy", "fge_loss", "fge_accuracy", "member_loss", "member_accuracy",
+            "prediction_gap")
+    batches = problem.batches(split)
+    sums = torch.zeros(len(keys), dtype=torch.float64)
+    for batch in batches:
         with torch.no_grad():
             outputs = [problem.forward(params, batch.inputs, buffers) for params, buffers in members]
             swa_output = problem.forward(swa[0], batch.inputs, swa[1])
             scores = _batch_scores(problem, batch, outputs, swa_output, prediction)
-        for key, value in scores.items():
-            sums[key] += value * batch.size
-        total += batch.size
-    means = {key: value / total for key, value in sums.items()}
+        sums += torch.tensor([scores[key] for key in keys], dtype=torch.float64) * batch.size
+    means = dict(zip(keys, (batches.reduce(sums) / batches.num_examples).tolist()))
     return SplitComparison(**means, loss_gap=means["fge_loss"] - means["swa_loss"])
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..params import flatten, unflatten
 from ..problem import Batch, Problem
-from ..problem.splits import count_examples
+from ..problem.splits import Batches, count_examples
 
 
 @dataclass
@@ -53,21 +53,26 @@ class Objective:
         """L(θ* + δ)."""
         self.loss_evaluations += 1
         params = self.point(delta)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.theta.device)
         with torch.no_grad():
             for batch in self.batches:
-                total += float(self.problem.batch_loss(params, batch)) * batch.size
-        return total / self._total
+                total += self.problem.batch_loss(params, batch).double() * batch.size
+        return float(self.whole(total)) / self._total
 
     def loss_and_gradient(self, delta: Tensor) -> tuple[float, Tensor]:
         """L(θ* + δ) and ∇L(θ* + δ) (flat, float64 on the problem's device)."""
         self.gradient_evaluations += 1
         params = self.point(delta)
-        total = 0.0
-        grad = torch.zeros(self.size, dtype=torch.float64, device=self.theta.device)
+        grad_and_loss = torch.zeros(self.size + 1, dtype=torch.float64, device=self.theta.device)
         for batch in self.batches:
             g, value = torch.func.grad_and_value(lambda p, b=batch: self.problem.batch_loss(p, b))(params)
             weight = batch.size / self._total
-            total += float(value) * weight
-            grad += flatten(g).double() * weight
-        return total, grad
+            grad_and_loss[:-1] += flatten(g).double() * weight
+            grad_and_loss[-1] += value.double() * weight
+        grad_and_loss = self.whole(grad_and_loss)
+        return float(grad_and_loss[-1]), grad_and_loss[:-1]
+
+    def whole(self, total: Tensor) -> Tensor:
+        """A sum over this objective's batches made whole across the ranks of a data-parallel
+        run (a split's batches; an explicit list of batches is this process's own)."""
+        return self.batches.reduce(total) if isinstance(self.batches, Batches) else total

@@ -266,6 +266,9 @@ def m_sharpness(problem: Problem, *, m: int = 128, rho: float = 0.05, norm: Norm
     if max_batches is not None:
         max_batches = require_count(max_batches, "max_batches", where)
     examples = problem.num_examples(split)
+    if problem.shard is not None:
+        raise LandscapeError(f"{where}: the m-example batches are consecutive examples, which a data-parallel "
+                             "run splits across ranks; compute it in one process")
     if m > examples:
         raise LandscapeError(f"{where}: m = {m} is larger than the {examples} examples of split '{split}'; "
                              f"choose m ≤ {examples}")
