@@ -8,6 +8,7 @@ from .api import (  # noqa: E402
     hessian_eigs,
     hessian_trace,
     interpolate,
+    per_layer_curvature,
     random_line,
     random_plane,
     sharpness_measures,
@@ -17,5 +18,5 @@ from .loading import load_checkpoint, load_problem, save  # noqa: E402
 from .problem import Batch, Problem  # noqa: E402
 
 __all__ = ["Analysis", "Batch", "LandscapeError", "Problem", "__version__", "gradient_noise", "hessian_eigs",
-           "hessian_trace", "interpolate", "load_checkpoint", "load_problem", "random_line", "random_plane",
-           "save", "sharpness_measures"]
+           "hessian_trace", "interpolate", "load_checkpoint", "load_problem", "per_layer_curvature", "random_line",
+           "random_plane", "save", "sharpness_measures"]

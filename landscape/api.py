@@ -31,6 +31,9 @@ import numpy as np
 from torch import Tensor, nn
 
 from .curvature.config import CurvatureConfig, OperatorName, TraceEstimator
+from .curvature.per_layer import PATH as PER_LAYER_PATH
+from .curvature.per_layer import group_spec
+from .curvature.per_layer import per_layer_curvature as compute_per_layer
 from .curvature.step import build_operator, curvature_analyses
 from .errors import LandscapeError
 from .noise.analysis import GROUP as NOISE_GROUP
@@ -119,24 +122,45 @@ def _curvature(problem: Problem, config: CurvatureConfig) -> Analysis:
 
 def hessian_eigs(problem: Problem, k: int = 5, *, which: Which = "LA", operator: OperatorName = "hessian",
                  split: str = "train", params: Sequence[str] = (), tol: float | None = None,
-                 seed: int = 0, eigenvectors: bool = False) -> Analysis:
+                 seed: int = 0, eigenvectors: bool = False, weight_decay: float = 0.0) -> Analysis:
     """The ``k`` largest (``which='LA'``) or smallest (``'SA'``) eigenvalues of the Hessian
     (or ``operator='ggn'``/``'empirical_fisher'``) of the risk on ``split``, by restarted
     Lanczos, with residuals and convergence flags. ``params``: fnmatch patterns restricting
-    the parameters."""
+    the parameters; ``weight_decay`` λ: of the loss plus λ/2‖θ‖² (eigenvalues + λ)."""
     config = CurvatureConfig(top=k if which == "LA" else 0, bottom=k if which == "SA" else 0, trace=False,
                              operator=operator, split=split, param_patterns=tuple(params), tol=tol, seed=seed,
-                             store_eigenvectors=eigenvectors)
+                             store_eigenvectors=eigenvectors, weight_decay=weight_decay)
     return _curvature(problem, config)
 
 
 def hessian_trace(problem: Problem, probes: int = 30, *, method: TraceEstimator = "hutch++",
-                  operator: OperatorName = "hessian", split: str = "train", seed: int = 0) -> Analysis:
+                  operator: OperatorName = "hessian", split: str = "train", seed: int = 0,
+                  weight_decay: float = 0.0) -> Analysis:
     """tr(H) of the risk on ``split`` by Hutch++ (or Hutchinson) with ``probes`` products,
-    with its standard error."""
+    with its standard error (``weight_decay`` λ adds exactly λ·D)."""
     config = CurvatureConfig(top=0, trace=True, operator=operator, split=split, seed=seed,
-                             trace_method=method, trace_probes=probes)
+                             trace_method=method, trace_probes=probes, weight_decay=weight_decay)
     return _curvature(problem, config)
+
+
+def per_layer_curvature(problem: Problem, groups: str | Mapping[str, Sequence[str]] | None = None, *,
+                        operator: OperatorName = "hessian", split: str = "train", params: Sequence[str] = (),
+                        weight_decay: float = 0.0, tol: float | None = None, probes: int = 30,
+                        method: TraceEstimator = "hutch++", seed: int = 0) -> Analysis:
+    """The top eigenvalue (restarted Lanczos, with residual and convergence flag) and the
+    trace of each group's diagonal block of the Hessian (or ``operator``) on ``split``.
+    ``groups``: None or ``'module'`` (one group per module owning parameters), a spec
+    ``'conv=features.*,head=classifier.*'``, or ``{name: [fnmatch patterns]}``. Traces are
+    exact for groups of at most 512 parameters, else ``method`` with ``probes`` products;
+    ``weight_decay`` λ adds λI (the loss plus λ/2‖θ‖²)."""
+    config = CurvatureConfig(top=0, trace=False, operator=operator, split=split, param_patterns=tuple(params),
+                             weight_decay=weight_decay, tol=tol, seed=seed, trace_method=method,
+                             trace_probes=probes, per_layer=group_spec(groups))
+    config.check(0)
+    result = compute_per_layer(problem, config, show_progress=False)
+    attrs, arrays = result.to_group()
+    return Analysis(result, lambda writer: writer.write_group(PER_LAYER_PATH, attrs, arrays),
+                    _settings(problem, seed=seed))
 
 
 # ---------------------------------------------------------------------------- surfaces

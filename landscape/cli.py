@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from . import __version__, distributed, progress
@@ -47,26 +46,11 @@ def _add_info(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from .store import open_results, read_attr
+    from .info import describe_file
+    from .store import open_results
 
     with open_results(args.file) as handle:
-        print(f"{args.file}")
-        for key in sorted(handle.attrs):
-            print(f"  {key} = {read_attr(handle.attrs[key])}")
-
-        def show(name: str, node: Any) -> None:
-            depth = "  " * (name.count("/") + 1)
-            if hasattr(node, "shape"):
-                finite = ""
-                if node.dtype.kind == "f" and node.size <= 10_000_000:
-                    values = node[()]
-                    finite = f", {int(np.isfinite(values).sum())}/{values.size} finite"
-                print(f"{depth}{name.rsplit('/', 1)[-1]}: {node.dtype} {node.shape}{finite}")
-            else:
-                attrs = ", ".join(f"{k}={read_attr(v)}" for k, v in node.attrs.items()
-                                  if k not in ("markers", "marker_labels"))
-                print(f"{depth}{name.rsplit('/', 1)[-1]}/  {attrs}")
-        handle.visititems(show)
+        print("\n".join(describe_file(handle, args.file)))
     return 0
 
 

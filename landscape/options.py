@@ -63,6 +63,17 @@ def integer(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def nonnegative_float(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0, got {text}")
+    return value + 0.0  # -0.0 → 0.0
+
+
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
     try:
@@ -310,7 +321,7 @@ def add_config_arguments(group: Any, config: type, prefix: str = "", *, skip: Se
         elif base is int:
             kwargs["type"] = integer(meta["minimum"] if meta["minimum"] is not None else 0)
         elif base is float:
-            kwargs["type"] = positive_float
+            kwargs["type"] = nonnegative_float if meta["minimum"] == 0 else positive_float
         kwargs.update(default=default, metavar=meta["metavar"])
         group.add_argument(flag, **kwargs)
 

@@ -51,12 +51,19 @@ class CurvatureConfig:
     density_probes: int = option(4, "random probes for the density", minimum=1)
     density_steps: int = option(40, "Lanczos steps per density probe", minimum=1)
     store_eigenvectors: bool = option(False, "store the eigenvectors per parameter", flag="eigenvectors")
+    weight_decay: float = option(0.0, "curvature of the loss plus λ/2‖θ‖² over the selected parameters: "
+                                 "H + λI (added to eigenvalues, trace, density and per-layer values)",
+                                 minimum=0, metavar="λ")
+    per_layer: str | None = None  # `--per-layer`: 'module' or 'name=pattern,...' (see .per_layer)
 
     def check(self, num_parameters: int) -> None:
         """Refuse options that cannot work on ``num_parameters`` selected parameters, or whose
         vectors cannot fit in memory, before anything is computed."""
-        if not (self.top or self.bottom or self.trace or self.density):
-            raise LandscapeError("nothing to compute: ask for --top K, --bottom K, --trace or --density")
+        if not (self.top or self.bottom or self.trace or self.density or self.per_layer):
+            raise LandscapeError("nothing to compute: ask for --top K, --bottom K, --trace, --density "
+                                 "or --per-layer")
+        if not 0 <= self.weight_decay < float("inf"):
+            raise LandscapeError(f"--weight-decay must be a finite number ≥ 0, got {self.weight_decay}")
         for name in ("top", "bottom"):
             k = getattr(self, name)
             if k < 0 or k > num_parameters:

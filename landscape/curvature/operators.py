@@ -1,5 +1,8 @@
 """Curvature operators: symmetric D×D matrices known only through matrix-vector products.
 
+``weight_decay`` λ > 0 makes every operator the curvature of L(θ) + λ/2‖θ_S‖² over the
+selected parameters S: A + λI, added exactly to each product (no autograd, no extra pass).
+
 Every operator here is the curvature of the *empirical risk* L(θ) = Σ_b (n_b/N)·ℓ_b(θ)
 (batch means weighted by batch size), at θ*, restricted to a subset of parameters
 chosen by ``fnmatch`` name patterns. Vectors are flat over the selected parameters in
@@ -83,7 +86,11 @@ class ProblemOperator(LinearOperator):
     """Common machinery: selected parameters, split, per-batch weighting, column chunks."""
 
     def __init__(self, problem: Problem, *, split: str = "train",
-                 param_patterns: Sequence[str] | None = None, max_columns: int | None = None) -> None:
+                 param_patterns: Sequence[str] | None = None, max_columns: int | None = None,
+                 weight_decay: float = 0.0) -> None:
+        if not 0 <= weight_decay < float("inf"):
+            raise LandscapeError(f"weight_decay must be a finite number ≥ 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
         self.problem = problem
         self.split = split
         self.param_patterns = list(param_patterns or [])
@@ -103,13 +110,18 @@ class ProblemOperator(LinearOperator):
     def describe(self) -> dict[str, Any]:
         """What the operator is over: split, parameters, BatchNorm and dropout handling."""
         return {**super().describe(), "split": self.split, "param_patterns": self.param_patterns,
+                "weight_decay": self.weight_decay,
                 "parameter_names": self.names, "bn_policy_used": "eval (running statistics fixed)",
                 "dropout": "off (model evaluated in eval mode)"}
 
     def matmat(self, vectors: Tensor) -> Tensor:
-        """``A @ V`` with attention layers on their differentiable path."""
+        """``(A + λI) @ V`` (λ = ``weight_decay``, the curvature of the loss plus λ/2‖θ_S‖²:
+        exact, no extra pass) with attention layers on their differentiable path."""
         with differentiable_attention():
-            return super().matmat(vectors)
+            products = super().matmat(vectors)
+        if self.weight_decay:
+            products = products + self.weight_decay * vectors.to(device=products.device, dtype=products.dtype)
+        return products
 
     def _matmat(self, vectors: Tensor) -> Tensor:
         total = _accumulator(vectors)
@@ -155,10 +167,12 @@ class HessianOperator(ProblemOperator):
 
     def __init__(self, problem: Problem, *, split: str = "train",
                  param_patterns: Sequence[str] | None = None, hvp_mode: HVPMode = "auto",
-                 max_columns: int | None = None, cache_graphs: bool | None = None) -> None:
+                 max_columns: int | None = None, cache_graphs: bool | None = None,
+                 weight_decay: float = 0.0) -> None:
         if hvp_mode not in ("auto", *HVP_MODES):
             raise LandscapeError(f"hvp_mode must be auto, reverse, forward or autograd, got {hvp_mode!r}")
-        super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns)
+        super().__init__(problem, split=split, param_patterns=param_patterns, max_columns=max_columns,
+                         weight_decay=weight_decay)
         if cache_graphs and self.batches.mode == "stream":
             raise LandscapeError(f"cache_graphs=True keeps every batch's gradient graph, but split '{split}' is "
                                  "streamed (it does not fit the memory budget); leave cache_graphs unset")

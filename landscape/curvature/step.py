@@ -1,14 +1,15 @@
 """Curvature analyses of a Problem, their HDF5 groups and the scan step.
 
 Groups (documented in docs/architecture.md): ``curvature/hessian_top``,
-``curvature/hessian_bottom``, ``curvature/trace``, ``curvature/density``. Each is written
+``curvature/hessian_bottom``, ``curvature/trace``, ``curvature/density`` and
+``curvature/per_layer`` (:mod:`.per_layer`). Each is written
 once, complete, with its parameters as attributes; a resumed scan skips finished groups.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -16,13 +17,15 @@ import torch
 from ..errors import LandscapeError
 from ..linalg.density import DensityResult, spectral_density
 from ..linalg.lanczos import EigenResult, lanczos
-from ..linalg.trace import TraceResult, estimate_trace
+from ..linalg.trace import TraceMethod, TraceResult, estimate_trace
 from ..params import unflatten_columns
 from ..problem import Problem
-from ..progress import progress
+from ..progress import counting_products, progress
 from ..surfaces.directions import NamedDirection
 from .config import CurvatureConfig, OperatorName
 from .operators import ProblemOperator, make_operator, select_parameters
+from .per_layer import PATH as PER_LAYER_PATH
+from .per_layer import per_layer_curvature, resolve_groups, resume_settings
 
 if TYPE_CHECKING:
     from ..store import ResultsWriter
@@ -33,14 +36,15 @@ Group = tuple[dict[str, Any], dict[str, Any]]  # an HDF5 group's attributes and 
 
 def build_operator(problem: Problem, config: CurvatureConfig) -> ProblemOperator:
     """The operator ``config`` names, over its split and parameters."""
-    return make_operator(problem, config.operator, split=config.split,
-                         param_patterns=config.param_patterns or None, hvp_mode=config.hvp_mode)
+    return make_operator(problem, config.operator, split=config.split, param_patterns=config.param_patterns or None,
+                         hvp_mode=config.hvp_mode, weight_decay=config.weight_decay)
 
 
 def _operator_attrs(op: ProblemOperator, config: CurvatureConfig) -> dict[str, Any]:
     described = op.describe()
     return {"operator": op.name, "split": config.split, "param_patterns": list(config.param_patterns),
-            "num_parameters": op.size, "hvp_mode": described.get("hvp_mode", "n/a"),
+            "num_parameters": op.size, "weight_decay": op.weight_decay,
+            "hvp_mode": described.get("hvp_mode", "n/a"),
             "hvp_mode_rule": described.get("hvp_mode_rule", "n/a"),
             "bn_policy_used": described["bn_policy_used"], "dropout": described["dropout"]}
 
@@ -84,9 +88,20 @@ def compute_eigen(op: ProblemOperator, k: int, which: str, config: CurvatureConf
                    return_eigenvectors=return_eigenvectors)
 
 
-def compute_trace(op: ProblemOperator, config: CurvatureConfig) -> TraceResult:
-    """tr(``op``) by :func:`~landscape.linalg.estimate_trace` with ``config``'s settings."""
-    return estimate_trace(op, config.trace_probes, method=config.trace_method, seed=config.seed)
+def compute_trace(op: ProblemOperator, config: CurvatureConfig, method: TraceMethod | None = None) -> TraceResult:
+    """tr(``op``) by :func:`~landscape.linalg.estimate_trace` with ``config``'s settings (or
+    ``method``). Weight decay adds exactly λ·D: the products are taken without it, so the
+    estimator's error is the Hessian's alone."""
+    decay, op.weight_decay = op.weight_decay, 0.0
+    try:
+        result = estimate_trace(op, config.trace_probes, method=method or config.trace_method, seed=config.seed)
+    finally:
+        op.weight_decay = decay
+    if not decay:
+        return result
+    shift = decay * op.size
+    return replace(result, estimate=result.estimate + shift, samples=result.samples + shift,
+                   diagonal=None if result.diagonal is None else result.diagonal + decay)
 
 
 def compute_density(op: ProblemOperator, config: CurvatureConfig) -> DensityResult:
@@ -119,6 +134,10 @@ class Eigenpairs(_CurvatureGroup):
         result = compute_eigen(op, self.k, self.which, config, config.store_eigenvectors)
         return result, eigen_group(result, op, config)
 
+    def products(self, op: ProblemOperator, config: CurvatureConfig) -> int | None:
+        """Unknown in advance: Lanczos stops when its pairs converge."""
+        return None
+
 
 @dataclass(frozen=True)
 class Trace(_CurvatureGroup):
@@ -132,6 +151,10 @@ class Trace(_CurvatureGroup):
         result = compute_trace(op, config)
         return result, trace_group(result, op, config)
 
+    def products(self, op: ProblemOperator, config: CurvatureConfig) -> int | None:
+        """Hutchinson and Hutch++ spend exactly their probes."""
+        return config.trace_probes
+
 
 @dataclass(frozen=True)
 class Density(_CurvatureGroup):
@@ -144,6 +167,10 @@ class Density(_CurvatureGroup):
         """SLQ with ``config.density_probes`` probes of ``config.density_steps`` steps, and the group."""
         result = compute_density(op, config)
         return result, density_group(result, op, config)
+
+    def products(self, op: ProblemOperator, config: CurvatureConfig) -> int | None:
+        """One product per probe and Lanczos step (steps capped at D)."""
+        return config.density_probes * min(config.density_steps, op.size)
 
 
 CurvatureAnalysis = Eigenpairs | Trace | Density
@@ -163,32 +190,44 @@ def curvature_analyses(config: CurvatureConfig) -> list[CurvatureAnalysis]:
     return wanted
 
 
-def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig) -> dict[str, Any]:
-    """Compute and write every analysis ``config`` asks for that ``writer`` lacks.
+def run_curvature(problem: Problem, writer: Any, config: CurvatureConfig, *,
+                  show_progress: bool = True) -> dict[str, Any]:
+    """Compute and write every analysis ``config`` asks for that ``writer`` lacks, each with
+    its own progress counting HVPs (to a total where it is known in advance).
 
     Returns the results computed in this call by group name (for printing).
     """
     same = {"operator": config.operator, "split": config.split, "param_patterns": list(config.param_patterns)}
-    todo = [a for a in curvature_analyses(config) if not _finished(writer, a.path, same, a.k)]
-    if not todo:
-        return {}
-    op = build_operator(problem, config)
-    config.check(op.size)
+    decay = config.weight_decay
+    todo = [a for a in curvature_analyses(config) if not _finished(writer, a.path, same, a.k, decay)]
     done: dict[str, Any] = {}
-    with progress(len(todo), f"curvature ({op.name})", "analysis") as bar:
+    if todo:
+        op = build_operator(problem, config)
+        config.check(op.size)
         for analysis in todo:
             op.reset_counters()
-            result, (attrs, arrays) = analysis.run(op, config)
+            with progress(analysis.products(op, config), f"{analysis.name} ({op.name})", "HVP",
+                          enabled=show_progress) as bar, counting_products(op, bar):
+                result, (attrs, arrays) = analysis.run(op, config)
             writer.write_group(analysis.path, attrs, arrays)
             done[analysis.name] = result
-            bar.update(1)
+    if config.per_layer and not _finished(writer, PER_LAYER_PATH, resume_settings(config), 0, decay):
+        per_layer = per_layer_curvature(problem, config, show_progress=show_progress)
+        writer.write_group(PER_LAYER_PATH, *per_layer.to_group())
+        done["per_layer"] = per_layer
     return done
 
 
-def _finished(writer: Any, path: str, same: dict[str, Any], k: int) -> bool:
-    """A finished group computed the same way; for eigenvalues, at least ``k`` of them."""
+def _finished(writer: Any, path: str, same: dict[str, Any], k: int, weight_decay: float) -> bool:
+    """A finished group computed the same way (weight decay 0 in files older than the
+    option); for eigenvalues, at least ``k`` of them."""
     if not writer.has_group(path, same):
         return False
+    stored_decay = float(writer.h5[path].attrs.get("weight_decay", 0.0))
+    if stored_decay != weight_decay:
+        raise LandscapeError(f"'{writer.path}' already holds '{path}' computed with --weight-decay "
+                             f"{stored_decay:g}, not {weight_decay:g}; choose another -o, or --overwrite "
+                             "to start over")
     stored_k = int(writer.h5[path].attrs.get("k", 0))
     if stored_k < k:
         raise LandscapeError(f"'{writer.path}' already holds '{path}' with k={stored_k} < {k} asked; "
@@ -216,6 +255,8 @@ def check_curvature(problem: Problem, config: CurvatureConfig) -> None:
     problem.batches(config.split)
     names = select_parameters(problem.params, config.param_patterns or None)
     config.check(sum(problem.params[n].numel() for n in names))
+    if config.per_layer:
+        resolve_groups(problem.params, config.per_layer, config.param_patterns)
 
 
 def hessian_directions(problem: Problem, count: int = 2, *, split: str = "train",

@@ -11,6 +11,7 @@ any operator to SciPy's iterative solvers (``eigsh``, ``lobpcg``, ``cg``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ class LinearOperator:
         self.device = device
         self.num_matvecs = 0
         self.num_data_passes = 0
+        self.on_products: Callable[[int], Any] | None = None  # told the columns of each product (progress)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -48,6 +50,8 @@ class LinearOperator:
         out = self._matmat(vectors.to(device=self.device, dtype=self.dtype))
         self.num_matvecs += vectors.shape[1]
         self.num_data_passes += 1
+        if self.on_products is not None:
+            self.on_products(vectors.shape[1])
         return out
 
     def matvec(self, vector: Tensor) -> Tensor:

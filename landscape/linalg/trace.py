@@ -61,6 +61,9 @@ class TraceResult:
 
 # probes needed for a standard error: Hutch++ spends a third on its sketch
 MIN_PROBES = {"hutchinson": 2, "hutch++": 6}
+# the analyses' rule: a trace is taken exactly (one product per dimension, no sampling error)
+# up to this many dimensions (the noise analysis's tr H and each per-layer block)
+EXACT_TRACE_MAX_DIM = 512
 
 
 def rademacher(size: int, count: int, generator: torch.Generator, dtype: torch.dtype,

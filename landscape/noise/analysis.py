@@ -18,7 +18,7 @@ from ..curvature.operators import HessianOperator
 from ..errors import LandscapeError
 from ..linalg.lanczos import EigenResult, lanczos
 from ..linalg.operators import LinearOperator
-from ..linalg.trace import TraceResult, estimate_trace
+from ..linalg.trace import EXACT_TRACE_MAX_DIM, TraceResult, estimate_trace
 from ..per_example import check_mean_reduction, per_example_gradients, select_examples
 from ..problem import Problem
 from ..progress import progress
@@ -186,7 +186,7 @@ def trace_h_sigma(hessian: Problem | LinearOperator, op: CovarianceOperator, spe
 def hessian_alignment(problem: Problem, op: CovarianceOperator, spectrum: EigenResult, *,
                       split: str = "train", hessian_eigen: EigenResult | None = None,
                       compute_eigen: bool = True, seed: int = 0, exact_max_examples: int = 128,
-                      exact_max_dim: int = 512, num_probes: int = 32,
+                      exact_max_dim: int = EXACT_TRACE_MAX_DIM, num_probes: int = 32,
                       show_progress: bool = False) -> HessianAlignment:
     """tr(HΣ), its isotropic reference, B_noise and the Σ/H top-k eigenspace overlap.
 

@@ -84,11 +84,12 @@ def config_from_args(args: argparse.Namespace, dims: list[int], problem: Problem
 
 # ---------------------------------------------------------------------------- scan and surface
 def add_scan_arguments(parser: argparse.ArgumentParser) -> None:
-    """``landscape scan CKPT``: problem, grid, direction and ``--noise`` options."""
+    """``landscape scan CKPT``: problem, grid, direction, ``--weight-decay`` and ``--noise`` options."""
     parser.add_argument("checkpoint", help=CHECKPOINT_HELP)
     add_problem_arguments(parser, output_name="landscape")
     add_grid_arguments(parser, dims=False, range_help=AROUND_RANGE + "; the 1-D curve uses the first axis")
     add_direction_arguments(parser)
+    curvature_cli.add_scan_arguments(parser)
     noise_cli.add_noise_scan_arguments(parser)
     sharpness_cli.add_sharpness_scan_arguments(parser)
 
