@@ -21,12 +21,11 @@ import torch
 
 from . import distributed
 from .errors import LandscapeError
+from .problem.problem import DTYPES
 
 if TYPE_CHECKING:
     from .scan import TimeBudget
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
 
 
 # ---------------------------------------------------------------------------- parser
@@ -132,6 +131,9 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
     r.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available; under torchrun "
                    "cuda:LOCAL_RANK)")
     r.add_argument("--dtype", choices=sorted(DTYPES), help="compute dtype (default: the model's)")
+    r.add_argument("--autocast", choices=["bfloat16", "float16"], help="run every forward (and HVP) under "
+                   "torch.autocast to this dtype, as a model trained with mixed precision was (float32 "
+                   "parameters)")
     r.add_argument("--bn", choices=["eval", "recompute"], default="eval",
                    help="BatchNorm: keep running stats (eval) or re-estimate them at every point")
     r.add_argument("--eval-mode", choices=["auto", "vmap", "loop"], default="auto",
@@ -160,7 +162,7 @@ def problem_from_args(args: argparse.Namespace, checkpoint: str | None = None) -
     device = args.device or str(distributed.local_device() or ("cuda" if torch.cuda.is_available() else "cpu"))
     problem, provenance = load_problem(
         checkpoint or args.checkpoint, model=args.model, data=args.data, loss=args.loss,
-        trust=args.trust, device=device, dtype=DTYPES[args.dtype] if args.dtype else None,
+        trust=args.trust, device=device, dtype=args.dtype, autocast=args.autocast,
         bn_policy=args.bn, batch_size=args.eval_batch_size, max_batches=args.max_batches,
         max_examples=args.max_examples, metrics=metrics_from_args(args), eval_mode=args.eval_mode,
         data_mode=args.data_mode)

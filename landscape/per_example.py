@@ -127,7 +127,7 @@ def _single_loss_fn(problem: Problem, all_leaves: list[Any],
         for slot, leaf in zip(tensor_slots, tensor_leaves):
             leaves[slot] = leaf.unsqueeze(0)
         inputs = tree_unflatten(leaves, spec)
-        return problem.loss_fn(problem.forward(params, inputs), target.unsqueeze(0)).reshape(())
+        return problem.loss_of(problem.forward(params, inputs), target.unsqueeze(0)).reshape(())
 
     return loss
 

@@ -69,7 +69,7 @@ class BudgetSpent(Exception):
 
 
 # Root attributes that must be equal for a scan to be resumed.
-RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype", "directions",
+RESUME_KEYS = ("checkpoint_sha256", "model_spec", "data_spec", "loss_spec", "seed", "dtype", "autocast", "directions",
                "bn_policy", "normalization", "include_1d", "orthogonal", "checkpoints",
                "num_examples_train", "num_examples_test")
 

@@ -107,6 +107,11 @@ class ProblemOperator(LinearOperator):
         per_pass = self.problem.points_per_pass()
         return max(1, min(64, per_pass // 3 if per_pass >= 3 else 1))
 
+    @property
+    def precision(self) -> torch.dtype:
+        """The autocast dtype when the problem computes under autocast, else ``dtype``."""
+        return self.problem.autocast or self.dtype
+
     def describe(self) -> dict[str, Any]:
         """What the operator is over: split, parameters, BatchNorm and dropout handling."""
         return {**super().describe(), "split": self.split, "param_patterns": self.param_patterns,
@@ -265,7 +270,7 @@ class GGNOperator(ProblemOperator):
             return problem.forward(p, batch.inputs)
 
         def loss_of_output(z: Any) -> Tensor:
-            return problem.loss_fn(z, target)
+            return problem.loss_of(z, target)
 
         output, pullback = vjp(model_out, self.selected)[:2]
         loss_pullback = vjp(grad(loss_of_output), output)[1]

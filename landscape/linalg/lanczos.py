@@ -238,7 +238,7 @@ class _Verdict:
 
     def __init__(self, op: LinearOperator) -> None:
         self.op = op
-        self.explicit = is_low_precision(op.dtype)
+        self.explicit = is_low_precision(op.precision)
         self.trust = 1.0
         self.checks = 0  # explicit checks made
         self.stalls = 0  # failed checks in a row without progress
@@ -295,10 +295,10 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
                              f"choose 1 ≤ k ≤ {size} (the number of selected parameters)")
     if block_size < 1:
         raise LandscapeError(f"lanczos: block_size must be ≥ 1, got {block_size}")
-    requested = default_tol(op.dtype) if tol is None else float(tol)
+    requested = default_tol(op.precision) if tol is None else float(tol)
     if not requested > 0:
         raise LandscapeError(f"lanczos: tol must be positive, got {requested}")
-    tol = max(requested, tol_floor(op.dtype))
+    tol = max(requested, tol_floor(op.precision))
     block = min(block_size, size)
     basis_size = basis_size_for(size, k, block, max_basis)
     max_matvecs = max_matvecs or 40 * basis_size
@@ -306,7 +306,7 @@ def lanczos(operator: LinearOperator | Tensor, k: int, which: Which = "LA", *,
         check_every = 1 if op.device.type == "cpu" else max(1, (basis_size - k) // (2 * block))
     keep = k + (basis_size - k - block) // 2  # Ritz vectors kept at a restart
     device = op.device
-    floor = residual_floor(op.dtype)
+    floor = residual_floor(op.precision)
     verdict = _Verdict(op)
     passes_before, matvecs_before = op.num_data_passes, op.num_matvecs
 
@@ -385,7 +385,7 @@ def _result(op: LinearOperator, values: Tensor, residual_norms: Tensor, bound: T
         eigenvectors=vectors,
         num_matvecs=op.num_matvecs - matvecs_before,
         num_data_passes=op.num_data_passes - passes_before,
-        error_bounds=residual_norms + operator_error(op.dtype) * scale,
+        error_bounds=residual_norms + operator_error(op.precision) * scale,
         extra=extra, **settings,
     )
 

@@ -42,6 +42,12 @@ class LinearOperator:
         """``(size, size)``."""
         return (self.size, self.size)
 
+    @property
+    def precision(self) -> torch.dtype:
+        """The dtype whose rounding the products carry (tolerances and error bounds follow
+        it): ``dtype``, unless the products are computed in a lower one (autocast)."""
+        return self.dtype
+
     def matmat(self, vectors: Tensor) -> Tensor:
         """``A @ V`` for ``V`` of shape ``[D, m]`` (one data pass for all columns)."""
         if vectors.ndim != 2 or vectors.shape[0] != self.size:

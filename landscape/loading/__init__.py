@@ -58,11 +58,12 @@ def training_batch_size(checkpoint: Checkpoint) -> int | None:
 
 def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data: str | None = None,
                  loss: str | None = None, trust: bool = False, device: str | None = None,
-                 dtype: torch.dtype | None = None, bn_policy: BNPolicy = "eval",
+                 dtype: torch.dtype | str | None = None, bn_policy: BNPolicy = "eval",
                  batch_size: int | None = None, max_batches: int | None = None,
                  max_examples: int | None = None,
                  metrics: Mapping[str, Callable[..., Any]] | None = None,
-                 eval_mode: EvalMode = "auto", data_mode: DataMode = "auto") -> tuple[Problem, Provenance]:
+                 eval_mode: EvalMode = "auto", data_mode: DataMode = "auto",
+                 autocast: torch.dtype | str | None = None) -> tuple[Problem, Provenance]:
     """Checkpoint + specs → Problem, with the provenance to record.
 
     ``model``, ``data`` and ``loss`` default to what the checkpoint's metadata names; those
@@ -87,7 +88,7 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     loss_fn, loss_name = resolve_loss(loss_spec)
     problem = Problem.create(net, loss_fn, splits, device=device, dtype=dtype, bn_policy=bn_policy,
                              max_batches=max_batches, max_examples=max_examples, metrics=metrics,
-                             eval_mode=eval_mode, data_mode=data_mode)
+                             eval_mode=eval_mode, data_mode=data_mode, autocast=autocast)
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust, training_batch_size(checkpoint))
     return problem, provenance

@@ -183,7 +183,7 @@ class Evaluator:
         """Scalar metrics (loss, accuracy, extras) of one batch at one parameter point."""
         problem = self.problem
         out = problem.forward(params, batch.inputs, buffers)
-        values = {"loss": problem.loss_fn(out, batch.target).reshape(())}
+        values = {"loss": problem.loss_of(out, batch.target).reshape(())}
         if problem.has_accuracy:
             accuracy = classification_accuracy(out, batch.target)
             if accuracy is None:  # the first batches looked like classification, this one does not

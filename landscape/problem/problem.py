@@ -10,6 +10,7 @@ work itself lives next door: batches in :mod:`.data`, evaluating many points in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ from .splits import DATA_MODES, Batches, DataMode, load_split
 from .torchscript import in_eval_mode, script_to_graph
 
 BNPolicy = Literal["eval", "recompute"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+                                  "bfloat16": torch.bfloat16}
+AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 LossFn = Callable[[Any, Tensor], Tensor]
 MetricFn = Callable[[Any, Tensor], Tensor]
 
@@ -60,6 +64,7 @@ class Problem:
     eval_mode: EvalMode = "auto"  # see resolved_eval_mode
     data_mode: DataMode = "auto"  # requested; each split's ``mode`` says what was used
     shard: Shard | None = None  # this rank's part of every batch in a data-parallel run
+    autocast: torch.dtype | None = None  # forwards under torch.autocast to this dtype (AMP-trained models)
     evaluator: Evaluator = field(init=False, repr=False, compare=False)
     _bn_model: nn.Module | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -75,7 +80,7 @@ class Problem:
         data: Mapping[str, Iterable[Any]] | Iterable[Any],
         *,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | str | None = None,
         bn_policy: BNPolicy = "eval",
         bn_batches: int = 4,
         metrics: Mapping[str, MetricFn] | None = None,
@@ -84,6 +89,7 @@ class Problem:
         memory_budget_bytes: int | None = None,
         eval_mode: EvalMode = "auto",
         data_mode: DataMode = "auto",
+        autocast: torch.dtype | str | None = None,
     ) -> Problem:
         """Copy the model to ``device``/``dtype`` in eval mode and cache (or stream) the data there.
 
@@ -93,7 +99,10 @@ class Problem:
         (see :meth:`resolved_eval_mode`). ``data_mode``: "cache" keeps every batch on the
         device, "stream" reads the data again on every pass, "auto" caches the splits, in
         order, while their bytes fit the memory budget and streams the rest
-        (:func:`~.splits.load_split`). In a data-parallel run (:func:`landscape.distributed.start`,
+        (:func:`~.splits.load_split`). ``autocast`` (torch.bfloat16 or torch.float16, or their
+        names) runs every forward under ``torch.autocast``, as a model trained with mixed
+        precision was: parameters stay float32, eligible ops compute in that dtype, and the
+        HVPs differentiate those same ops. In a data-parallel run (:func:`landscape.distributed.start`,
         as ``torchrun`` does for the CLI) each rank keeps its part of every batch and every
         pass over the data is all-reduced, so every result is the one-process result.
         """
@@ -115,7 +124,12 @@ class Problem:
         device = torch.device(device) if device is not None else first.device
         if device.type == "cuda" and not torch.cuda.is_available():
             raise LandscapeError(f"device {device} requested but CUDA is not available; use --device cpu")
-        dtype = dtype or (first.dtype if first.is_floating_point() else torch.float32)
+        dtype = resolve_dtype(dtype, "dtype") or (first.dtype if first.is_floating_point() else torch.float32)
+        autocast = resolve_dtype(autocast, "autocast")
+        if autocast is not None and (autocast not in AUTOCAST_DTYPES or dtype != torch.float32):
+            raise LandscapeError(f"autocast {str(autocast).removeprefix('torch.')} with parameters in "
+                                 f"{str(dtype).removeprefix('torch.')}: autocast runs float32 parameters in "
+                                 "bfloat16 or float16; use --dtype float32 with --autocast bfloat16|float16")
 
         budget = memory_budget_bytes if memory_budget_bytes is not None else default_budget_bytes(device)
         splits_in = dict(data) if isinstance(data, Mapping) else {"train": data}
@@ -153,7 +167,7 @@ class Problem:
         problem = cls(model=private, params=params, buffers=fixed, loss_fn=loss_fn,
                       splits=splits, device=device, dtype=dtype, bn_policy=bn_policy,
                       bn_batches=bn_batches, metrics=dict(metrics or {}), memory_budget_bytes=budget,
-                      eval_mode=eval_mode, data_mode=data_mode, shard=shard)
+                      eval_mode=eval_mode, data_mode=data_mode, shard=shard, autocast=autocast)
         problem.has_accuracy = problem.check_first_batches()
         if bn_policy == "recompute" and not has_batchnorm(private):
             problem.bn_policy = "eval"  # nothing to recompute; say what was really used
@@ -177,7 +191,7 @@ class Problem:
                                      "data matches the model") from None
             try:
                 with torch.no_grad():
-                    value = self.loss_fn(out, batch.target)
+                    value = self.loss_of(out, batch.target)
             except Exception as exc:
                 raise LandscapeError(f"{where}: the loss failed on the model output "
                                      f"{_shape(out)} and target {_shape(batch.target)} "
@@ -209,12 +223,25 @@ class Problem:
                 buffers: Mapping[str, Tensor] | None = None) -> Any:
         """The model's output at ``params`` (any subset of names; the rest stay at θ*)."""
         state = {**self.params, **(self.buffers if buffers is None else buffers), **params}
-        return call_model(self.model, state, inputs)
+        with self.autocasting():
+            return call_model(self.model, state, inputs)
+
+    def loss_of(self, output: Any, target: Tensor) -> Tensor:
+        """The loss of a model output, under autocast when the problem computes with it (as
+        mixed-precision training does: losses such as cross-entropy then come out in float32)."""
+        with self.autocasting():
+            return self.loss_fn(output, target)
+
+    def autocasting(self) -> contextlib.AbstractContextManager[Any]:
+        """``torch.autocast`` to ``autocast`` on this device, or nothing."""
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def batch_loss(self, params: Mapping[str, Tensor], batch: Batch,
                    buffers: Mapping[str, Tensor] | None = None) -> Tensor:
         """Mean loss on one batch; differentiable in ``params`` (use with torch.func)."""
-        return self.loss_fn(self.forward(params, batch.inputs, buffers), batch.target)
+        return self.loss_of(self.forward(params, batch.inputs, buffers), batch.target)
 
     def gradient(self, params: Mapping[str, Tensor] | None = None, split: str = "train") -> Params:
         """∇ of the empirical risk (batch gradients weighted by batch size)."""
@@ -282,6 +309,7 @@ class Problem:
         return {
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
+            "autocast": "" if self.autocast is None else str(self.autocast).removeprefix("torch."),
             "bn_policy": self.bn_policy,
             "eval_mode": self.resolved_eval_mode(),
             **{f"data_mode_{s}": batches.mode for s, batches in self.splits.items()},
@@ -305,6 +333,15 @@ class Problem:
 
     def _merged_batches(self, split: str) -> Iterable[Batch]:
         return self.evaluator.merged_batches(split)
+
+
+def resolve_dtype(value: torch.dtype | str | None, what: str) -> torch.dtype | None:
+    """A floating dtype from a dtype or its name ("bfloat16"), or None; one line otherwise."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str) and value.removeprefix("torch.") in DTYPES:
+        return DTYPES[value.removeprefix("torch.")]
+    raise LandscapeError(f"{what} must be one of {', '.join(DTYPES)} (or a torch dtype), got {value!r}")
 
 
 def _dropout_modules(model: nn.Module) -> list[str]:

@@ -173,7 +173,7 @@ def _batch_scores(problem: Problem, batch: Batch, outputs: Sequence[Tensor], swa
         member_predictions = [out.double() for out in outputs]
         swa_prediction = swa_output.double()
         fge_prediction = torch.stack(member_predictions).mean(0)
-        loss = lambda out: float(problem.loss_fn(out.to(problem.dtype), target))  # noqa: E731
+        loss = lambda out: float(problem.loss_of(out.to(problem.dtype), target))  # noqa: E731
     gap = (fge_prediction - swa_prediction).reshape(batch.size, -1)
     return {"swa_loss": loss(swa_prediction), "swa_accuracy": _accuracy(swa_prediction, target),
             "fge_loss": loss(fge_prediction), "fge_accuracy": _accuracy(fge_prediction, target),
