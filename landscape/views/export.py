@@ -116,9 +116,9 @@ def paper_figure(figure: go.Figure, titles: bool = True, preset: str = DEFAULT_P
     fig.update_layout(template="simple_white", width=width, height=height, paper_bgcolor="white",
                       plot_bgcolor="white", font=dict(family=FONT_FAMILY, size=text, color="black"),
                       title=dict(font=dict(size=title), y=1.0, yanchor="top", yref="container", pad=dict(t=pad)),
-                      margin=dict(l=pad, r=pad, b=pad, t=title + 3 * pad if titles else pad, pad=0, autoexpand=True),
-                      legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom",
-                                  font=dict(size=text), bgcolor="rgba(0,0,0,0)"))
+                      margin=dict(l=pad, r=pad, b=pad, t=2 * title + 2 * pad if titles else pad, pad=0),
+                      legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0,
+                                  yanchor="bottom", font=dict(size=text), bgcolor="rgba(0,0,0,0)"))
     fig.layout.updatemenus, fig.layout.sliders = (), ()  # update_layout(updatemenus=[]) keeps them
     fig.update_xaxes(automargin=True, title_font_size=text, tickfont_size=text)
     fig.update_yaxes(automargin=True, title_font_size=text, tickfont_size=text)
