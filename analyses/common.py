@@ -193,7 +193,7 @@ def export(figures: dict[str, Any], out_dir: Path) -> list[Path]:
     """PNG and PDF of each figure through the library's paper-figure exporter (kaleido)."""
     from landscape.views.export import ExportOptions, export_figures
 
-    return export_figures(figures, out_dir, ExportOptions(formats=("png", "pdf"), width=720, height=440))
+    return export_figures(figures, out_dir, ExportOptions(formats=("png", "pdf"), preset="two-column"))
 
 
 def add_run_options(parser: Any, quick_help: str) -> None:

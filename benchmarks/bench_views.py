@@ -46,7 +46,7 @@ def main() -> None:
         cli_main(["scan", str(checkpoint), "--quiet", "--no-report", "-o", str(results)])
 
     figs = figures(results)
-    t_report, html = timed(lambda: write_report(results, work / "report.html"))
+    t_report, html = timed(lambda: write_report(results, work / "report.html", plotlyjs="inline"))
     naive_dir = work / "naive_html"
     naive_dir.mkdir()
 
@@ -68,10 +68,10 @@ def main() -> None:
     def naive_export() -> int:
         count = 0
         for key, fig in figs.items():
-            styled = paper_figure(fig)
+            styled = paper_figure(fig, fmt=formats[0])
             for fmt in formats:
-                pio.write_image(styled, loop_dir / f"{file_stem(key)}.{fmt}", width=options.width,
-                                height=options.height)
+                pio.write_image(styled, loop_dir / f"{file_stem(key)}.{fmt}", width=styled.layout.width,
+                                height=styled.layout.height)
                 count += 1
         return count
     t_loop, loop_count = timed(naive_export)

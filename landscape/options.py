@@ -151,6 +151,7 @@ def add_problem_arguments(parser: argparse.ArgumentParser, *, output_name: str) 
                    "file keeping every finished point, or add missing analyses to a finished file")
     o.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     o.add_argument("--no-report", action="store_true", help="do not write the HTML report")
+    add_plotlyjs_argument(o)
     o.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(output_name=output_name, command_line=None)  # main() sets the command line
 
@@ -224,14 +225,25 @@ def guard_outputs(outputs: Sequence[Path], inputs: Iterable[Path]) -> None:
                                  "overwritten: choose another -o")
 
 
-def results_outputs(path: Path, with_report: bool) -> list[Path]:
+def add_plotlyjs_argument(parser: Any) -> None:
+    """``--plotlyjs directory|inline|cdn``: how a report gets plotly.js."""
+    from .views.report import PLOTLYJS_MODES
+
+    parser.add_argument("--plotlyjs", choices=list(PLOTLYJS_MODES), default=PLOTLYJS_MODES[0],
+                        help="how the report loads plotly.js: directory: one plotly.min.js beside it, shared by "
+                        "the reports of that folder (offline); inline: inside the report, one standalone file; "
+                        "cdn: from the plotly CDN (needs the network)")
+
+
+def results_outputs(path: Path, with_report: bool, plotlyjs: str = "directory") -> list[Path]:
     """The files a command writes for results file ``path``: the file, its ``.partial`` and
-    ``.lock`` while it runs, and the report."""
+    ``.lock`` while it runs, the report and the plotly.js it loads."""
     from .store import lock_path, partial_path
-    from .views.report import default_report_path
+    from .views.report import default_report_path, plotlyjs_outputs
 
     outputs = [path, partial_path(path), lock_path(path)]
-    return outputs + [default_report_path(path)] if with_report else outputs
+    html = default_report_path(path)
+    return outputs + [html, *plotlyjs_outputs(html, plotlyjs)] if with_report else outputs
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -256,7 +268,7 @@ def run_into_file(args: argparse.Namespace, problem: Any, provenance: dict[str, 
     from .scan import PYTHON_API, base_settings, run_scan
 
     out = output_path(args, checkpoints[0])
-    guard_outputs(results_outputs(out, not args.no_report), input_files(args, checkpoints, provenance))
+    guard_outputs(results_outputs(out, not args.no_report, args.plotlyjs), input_files(args, checkpoints, provenance))
     settings = base_settings(problem, provenance, command=args.command_line or PYTHON_API, **settings)
     path = run_scan(problem, out, steps, settings, resume=args.resume, overwrite=args.overwrite, budget=budget)
     if not distributed.is_writer():
@@ -272,7 +284,7 @@ def write_report_next_to(path: Path, args: argparse.Namespace) -> None:
     if args.no_report:
         return
     html = default_report_path(str(path).removesuffix(".partial"))
-    write_report(path, html)
+    write_report(path, html, plotlyjs=args.plotlyjs)
     print(f"report: {html}")
 
 

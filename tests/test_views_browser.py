@@ -87,8 +87,10 @@ DRAWN_JS = """d => {
 }"""
 
 
-def test_report_renders_every_plot_without_errors(browser, scan, tmp_path):
-    html = write_report(scan, tmp_path / "report.html")
+@pytest.mark.parametrize("plotlyjs", ["directory", "inline"])
+def test_report_renders_every_plot_without_errors(browser, scan, tmp_path, plotlyjs):
+    """Offline: no request leaves file:// (directory loads ./plotly.min.js beside the page)."""
+    html = write_report(scan, tmp_path / "report.html", plotlyjs=plotlyjs)
     page, events = _open(browser, html)
     keys = page.eval_on_selector_all(".lsplot", "els => els.map(e => e.dataset.key)")
     assert set(keys) == EXPECTED_FIGURES and len(keys) == len(EXPECTED_FIGURES)

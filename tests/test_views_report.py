@@ -108,7 +108,8 @@ def test_density_panel_shows_a_normalised_smoothed_mixture(scan):
 
 
 def test_html_is_standalone_with_plotly_inlined_once(scan, tmp_path):
-    out = write_report(scan, tmp_path / "r.html")
+    out = write_report(scan, tmp_path / "r.html", plotlyjs="inline")
+    assert not (tmp_path / "plotly.min.js").exists()
     html = out.read_text()
     assert html.count(get_plotlyjs()[:200]) == 1
     page = html.replace(get_plotlyjs(), "")  # the bundle itself mentions its CDN in strings
@@ -117,11 +118,31 @@ def test_html_is_standalone_with_plotly_inlined_once(scan, tmp_path):
     assert html.count('class="figure-data"') == len(EXPECTED_FIGURES)
 
 
+def test_reports_of_a_folder_share_one_plotly_js_beside_them(scan, tmp_path):
+    first = write_report(scan, tmp_path / "a.html")
+    js = tmp_path / "plotly.min.js"
+    assert js.read_text() == get_plotlyjs()  # the bundle of the installed plotly package
+    stamp = js.stat().st_mtime_ns
+    second = write_report(scan, tmp_path / "b.html")
+    assert js.stat().st_mtime_ns == stamp  # the same bytes are not written again
+    for html in (first.read_text(), second.read_text()):
+        assert '<script src="plotly.min.js" charset="utf-8"></script>' in html
+        assert get_plotlyjs()[:200] not in html and "https://" not in html and len(html) < 1_000_000
+        assert '<nav class="toc">' in html and 'href="#panel-' in html
+    cdn = write_report(scan, tmp_path / "c.html", plotlyjs="cdn").read_text()
+    assert cdn.count("https://cdn.plot.ly/plotly-") == 1
+    with pytest.raises(LandscapeError, match="--plotlyjs 'cloud'"):
+        write_report(scan, tmp_path / "d.html", plotlyjs="cloud")
+    assert not (tmp_path / "d.html").exists()
+
+
 def test_default_report_lands_next_to_the_results(scan, tmp_path):
     local = tmp_path / "copy.h5"
     local.write_bytes(scan.read_bytes())
-    assert main(["view", str(local)]) == 0
+    assert main(["view", str(local), "--plotlyjs", "inline"]) == 0
     assert (tmp_path / "copy.html").stat().st_size > 1_000_000
+    assert main(["view", str(local)]) == 0  # directory: the report and one plotly.min.js
+    assert (tmp_path / "copy.html").stat().st_size < 1_000_000 and (tmp_path / "plotly.min.js").is_file()
 
 
 def test_every_text_from_the_file_is_escaped(hostile, tmp_path):

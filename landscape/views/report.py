@@ -1,4 +1,10 @@
-r"""One standalone HTML report per results file: plotly.js inlined once, no network.
+r"""One HTML report per results file, offline by default.
+
+plotly.js comes one of three ways (:data:`PLOTLYJS_MODES`): ``directory`` (the default) writes
+the ``plotly.min.js`` bundled with the plotly package beside the report once per folder (kept
+when it is already the same bytes) and loads it by a relative ``<script src>``, so the reports
+of one folder share one copy and open offline; ``inline`` puts it inside the page (one
+standalone file to mail around); ``cdn`` loads it from the plotly CDN (needs the network).
 
 All text from the file is escaped with :func:`html.escape`; figure JSON is embedded in
 ``<script type="application/json">`` blocks with ``<``, ``>`` and ``&`` as ``\u`` escapes,
@@ -14,9 +20,10 @@ from pathlib import Path
 
 import h5py
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from .. import __version__
+from ..errors import LandscapeError
 from ..store import open_results, read_attr
 from .panels import FigureItem, PanelResult, Skipped, TableItem, run_panels, schema_notes
 from .text import html_text as esc
@@ -58,17 +65,48 @@ def default_report_path(results_path: str | os.PathLike) -> Path:
     return Path(results_path).with_suffix(".html")
 
 
-def write_report(path: str | os.PathLike, out_html: str | os.PathLike | None = None) -> Path:
-    """Write the standalone HTML report of the results file ``path``; returns its path."""
+PLOTLYJS_MODES = ("directory", "inline", "cdn")
+PLOTLYJS_FILE = "plotly.min.js"
+
+
+def plotlyjs_outputs(out_html: str | os.PathLike, plotlyjs: str) -> list[Path]:
+    """The files besides the report that ``plotlyjs`` writes (``plotly.min.js`` for ``directory``)."""
+    return [Path(out_html).parent / PLOTLYJS_FILE] if plotlyjs == "directory" else []
+
+
+def plotlyjs_tag(plotlyjs: str) -> str:
+    """The ``<script>`` that loads plotly.js in mode ``plotlyjs``."""
+    if plotlyjs == "inline":
+        return f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    if plotlyjs == "cdn":
+        return f'<script src="https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js" charset="utf-8"></script>'
+    if plotlyjs == "directory":
+        return f'<script src="{PLOTLYJS_FILE}" charset="utf-8"></script>'
+    raise LandscapeError(f"--plotlyjs {plotlyjs!r}: unknown; choose from {', '.join(PLOTLYJS_MODES)}")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """``path`` holds ``text`` or what it held before, never half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(path: str | os.PathLike, out_html: str | os.PathLike | None = None,
+                 plotlyjs: str = "directory") -> Path:
+    """Write the HTML report of the results file ``path`` (plotly.js as ``plotlyjs`` says, see
+    :data:`PLOTLYJS_MODES`); returns its path."""
     out = Path(out_html) if out_html is not None else default_report_path(path)
+    tag = plotlyjs_tag(plotlyjs)  # checks the mode before anything is written
     with open_results(path) as h5:
         report = build_report(h5, str(path))
         header = {k: read_attr(h5.attrs[k]) for k in ("checkpoint_path", "model_spec", "created_utc")
                   if k in h5.attrs}
-    html_text = render_html(report, header)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    os.replace(tmp, out)
+    for js in plotlyjs_outputs(out, plotlyjs):
+        bundle = get_plotlyjs()
+        if not (js.is_file() and js.read_text(encoding="utf-8") == bundle):
+            write_text_atomically(js, bundle)
+    write_text_atomically(out, render_html(report, header, tag))
     return out
 
 
@@ -80,8 +118,9 @@ header { background: #243447; color: #fff; padding: 14px 28px; }
 header h1 { margin: 0 0 4px 0; font-size: 22px; }
 header .meta { font-size: 13px; opacity: 0.85; word-break: break-all; }
 main { padding: 8px 28px 40px 28px; max-width: 1280px; }
-nav { font-size: 14px; margin: 12px 0; }
-nav a { margin-right: 14px; }
+nav.toc { font-size: 14px; margin: 12px 0; }
+nav.toc ol { margin: 4px 0; padding-left: 22px; columns: 2; }
+nav.toc .hint { font-size: 12px; color: #555; }
 section { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 18px; margin: 16px 0; }
 section h2 { font-size: 18px; margin: 6px 0 10px 0; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
@@ -106,8 +145,9 @@ _SCRIPT = """
     var block = blocks[k];
     var div = document.getElementById(block.getAttribute('data-target'));
     var fig = JSON.parse(block.textContent);
+    // the mode bar's camera: an SVG at the panel's size on screen (null width/height = as drawn)
     var own = Object.assign({}, config, {toImageButtonOptions:
-      {format: 'svg', filename: div.getAttribute('data-filename')}});
+      {format: 'svg', filename: div.getAttribute('data-filename'), width: null, height: null}});
     (function (div) {
       Plotly.newPlot(div, fig.data, fig.layout, own).then(function () {
         div.setAttribute('data-rendered', 'true');
@@ -136,8 +176,9 @@ def _file_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in key).strip("-") or "figure"
 
 
-def render_html(report: Report, header: dict | None = None, plotlyjs: str | None = None) -> str:
-    """The whole page as one string (plotly.js inline unless ``plotlyjs`` is given)."""
+def render_html(report: Report, header: dict | None = None, plotlyjs_script: str | None = None) -> str:
+    """The whole page as one string; ``plotlyjs_script`` is the tag that loads plotly.js
+    (:func:`plotlyjs_tag`; plotly.js inline when None)."""
     header = header or {}
     parts: list[str] = []
     data_blocks: list[str] = []
@@ -147,7 +188,7 @@ def render_html(report: Report, header: dict | None = None, plotlyjs: str | None
         if not result.items:
             continue
         anchor = f"panel-{_file_name(result.panel.name).lower()}"
-        toc.append(f'<a href="#{esc(anchor)}">{esc(result.panel.name)}</a>')
+        toc.append(f'<li><a href="#{esc(anchor)}">{esc(result.panel.name)}</a></li>')
         figures_html, tables_html, skipped_html = [], [], []
         for item in result.items:
             if isinstance(item, FigureItem):
@@ -177,14 +218,16 @@ def render_html(report: Report, header: dict | None = None, plotlyjs: str | None
     notes_block = f'<div class="notes"><ul>{"".join(notes)}</ul></div>' if notes else ""
     meta = " · ".join(f"{esc(k)}: {esc(v)}" for k, v in header.items() if v not in ("", None))
     title = f"landscape report: {Path(report.source).name}"
-    js = plotlyjs if plotlyjs is not None else get_plotlyjs()
+    script = plotlyjs_script if plotlyjs_script is not None else plotlyjs_tag("inline")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"generator\" content=\"landscape {esc(__version__)}\">"
         f"<title>{esc(title)}</title><style>{_CSS}</style>"
-        f"<script type=\"text/javascript\">{js}</script></head>\n<body>"
+        f"{script}</head>\n<body>"
         f"<header><h1>{esc(title)}</h1><div class=\"meta\">{meta}</div></header><main>"
-        f"{notes_block}<nav>{' '.join(toc)}</nav>{''.join(parts)}</main>\n"
+        f'<nav class="toc"><strong>Contents</strong><ol>{"".join(toc)}</ol><div class="hint">each figure\'s '
+        f'camera button (top right, on hover) downloads it as SVG at its size on screen</div></nav>'
+        f"{notes_block}{''.join(parts)}</main>\n"
         f"{''.join(data_blocks)}\n<script type=\"text/javascript\">{_SCRIPT}</script></body></html>\n"
     )
 
