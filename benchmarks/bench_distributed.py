@@ -1,6 +1,6 @@
 """One process against two under ``torchrun`` on this CPU: surface points/s and HVPs/s.
 
-    python benchmarks/bench_distributed.py [--repeats 2] [--examples 512]
+    python benchmarks/bench_distributed.py [--repeats 2] [--examples 512] [--points 17] [--probes 60]
 
 Three ways to spend the machine's cores on the same command, each a child process (or a
 ``torchrun`` group) started fresh:
@@ -11,8 +11,9 @@ Three ways to spend the machine's cores on the same command, each a child proces
   each rank one thread, each holding half of every batch (gloo all-reduce per pass).
 
 What is timed is the difference between a long and a short run of the same command, so
-loading, process start and the rendezvous cancel out: a 2-D surface on 17×17 against 3×3 points
-(280 points), and the Hessian trace by Hutchinson with 60 against 6 probes (exactly 54 HVPs).
+loading, process start and the rendezvous cancel out: a 2-D surface on ``--points``² against
+3×3 points (280 points at 17), and the Hessian trace by Hutchinson with ``--probes`` against
+a tenth as many (exactly 54 HVPs at 60).
 Models: the bundled digits CNN (BatchNorm; 1,437 train + 360 test examples) and an untrained
 ResNet-18 of width 8 on ``--examples`` CIFAR-shaped images (train and test). Best of
 ``--repeats``.
@@ -77,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--points", type=int, default=17)
+    parser.add_argument("--probes", type=int, default=60)
     args = parser.parse_args()
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"load average before {os.getloadavg()[0]:.1f}")
@@ -91,10 +94,11 @@ def main() -> None:
             trace = ["hessian", str(checkpoint), "--top", "0", "--trace", "--trace-method", "hutchinson"]
             base: tuple[float, float] | None = None
             for way, (processes, threads) in WAYS.items():
-                points = rate(processes, threads, [*surface, "--points", "17"], [*surface, "--points", "3"],
-                              17 * 17 - 3 * 3, folder, args.repeats)
-                hvps = rate(processes, threads, [*trace, "--trace-probes", "60"], [*trace, "--trace-probes", "6"],
-                            54, folder, args.repeats)
+                few = max(1, args.probes // 10)
+                points = rate(processes, threads, [*surface, "--points", str(args.points)],
+                              [*surface, "--points", "3"], args.points ** 2 - 9, folder, args.repeats)
+                hvps = rate(processes, threads, [*trace, "--trace-probes", str(args.probes)],
+                            [*trace, "--trace-probes", str(few)], args.probes - few, folder, args.repeats)
                 base = base or (points, hvps)
                 print(f"| {name} | {way} | {points:.1f} | {hvps:.2f} | {points / base[0]:.2f} | "
                       f"{hvps / base[1]:.2f} |", flush=True)
