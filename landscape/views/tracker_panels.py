@@ -46,7 +46,7 @@ def tracker_figure(series: dict[str, np.ndarray], learning_rate: float, momentum
         fig.add_trace(go.Scatter(x=step, y=series[name], mode="lines+markers", name=title, error_y=error,
                                  marker=dict(size=4), line=dict(color=COLORS[row - 1])), row=row, col=1)
     for i, (label, value) in enumerate(stability_lines(learning_rate, momentum)):
-        fig.add_hline(y=value, line=dict(color="#555", dash="dash" if i == 0 else "dot"), row=1, col=1,
+        fig.add_hline(y=value, line=dict(color="#333", width=2, dash="dash" if i == 0 else "dot"), row=1, col=1,
                       annotation_text=f"{label} = {value:.4g}", annotation_position="top left")
     fig.update_xaxes(title_text="training step", row=len(rows), col=1)
     fig.update_layout(template=TEMPLATE, showlegend=False, height=260 * len(rows) + 80,
