@@ -16,7 +16,8 @@ from .api import (  # noqa: E402
 from .errors import LandscapeError  # noqa: E402
 from .loading import load_checkpoint, load_problem, save  # noqa: E402
 from .problem import Batch, Problem  # noqa: E402
+from .tracking import SharpnessTracker, TrackerCallback, read_tracker  # noqa: E402
 
-__all__ = ["Analysis", "Batch", "LandscapeError", "Problem", "__version__", "gradient_noise", "hessian_eigs",
-           "hessian_trace", "interpolate", "load_checkpoint", "load_problem", "per_layer_curvature", "random_line",
-           "random_plane", "save", "sharpness_measures"]
+__all__ = ["Analysis", "Batch", "LandscapeError", "Problem", "SharpnessTracker", "TrackerCallback", "__version__",
+           "gradient_noise", "hessian_eigs", "hessian_trace", "interpolate", "load_checkpoint", "load_problem",
+           "per_layer_curvature", "random_line", "random_plane", "read_tracker", "save", "sharpness_measures"]

@@ -84,8 +84,9 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return Path(f"{path}.lock")
 
 
-def open_results(path: str | os.PathLike[str]) -> h5py.File:
-    """Open a results file read-only, with a clear error for anything that is not one."""
+def open_results(path: str | os.PathLike[str], schemas: Sequence[str] = (SCHEMA_NAME,)) -> h5py.File:
+    """Open a results file read-only, with a clear error for anything that is not one
+    (``schemas``: the root ``schema`` attributes accepted, e.g. also a tracker file's)."""
     path = Path(path)
     if not path.is_file():
         partial = partial_path(path)
@@ -97,7 +98,7 @@ def open_results(path: str | os.PathLike[str]) -> h5py.File:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise LandscapeError(f"could not open '{path}' ({exc})") from None
-    if read_attr(handle.attrs.get("schema", "")) != SCHEMA_NAME:
+    if read_attr(handle.attrs.get("schema", "")) not in schemas:
         handle.close()
         raise LandscapeError(f"'{path}' is an HDF5 file but not a landscape results file")
     return handle

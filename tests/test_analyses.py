@@ -67,3 +67,27 @@ def test_quick_run_writes_finite_results(study: str, groups: dict, tmp_path: Pat
         # the curve passes through θ*: the loss at α = 0 is the train loss measured there
         assert ray["train_loss"][centre] == pytest.approx(m["train_loss"], rel=1e-5)
     assert "|" in payload["table"]
+
+
+@pytest.mark.slow
+def test_edge_of_stability_quick_run(tmp_path: Path, monkeypatch) -> None:
+    """The study's pipeline on 200 GD steps: a tracker file per η with complete series, a
+    finite summary, the 2/η thresholds, summary.md with its table."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = _load("edge_of_stability")
+    monkeypatch.delitem(sys.modules, "common")
+    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
+
+    import landscape as ls
+
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["study"] == "edge_of_stability" and payload["quick"] is True
+    assert _finite(payload["summaries"])
+    for lr, summary in zip(payload["lrs"], payload["summaries"], strict=True):
+        assert summary["threshold"] == pytest.approx(2 / lr, rel=1e-5)  # results.json keeps 6 digits
+        run = ls.read_tracker(tmp_path / f"tracker_lr{lr:g}.h5")
+        assert list(run.series["step"]) == list(range(0, 201, 20))
+        assert run.settings.learning_rate == lr
+        assert (run.series["lambda_max"] > 0).all() and (run.series["lambda_max_residual"] <= 1e-4).all()
+        assert summary["lambda_max_final"] == pytest.approx(float(run.series["lambda_max"][-1]), rel=1e-5)
+    assert "| η" in (tmp_path / "summary.md").read_text()

@@ -34,6 +34,8 @@ import h5py
 import plotly.graph_objects as go
 
 from ..store import SCHEMA_NAME, SCHEMA_VERSION
+from ..tracking.file import SCHEMA as TRACKER_SCHEMA
+from ..tracking.file import SCHEMA_VERSION as TRACKER_VERSION
 from .reading import Unreadable, attribute_rows, attrs_of, describe_dataset
 from .text import plot_safe_figure
 
@@ -68,6 +70,7 @@ class Skipped:
 
 
 Item = FigureItem | TableItem | Skipped
+VIEWABLE_SCHEMAS = {SCHEMA_NAME: SCHEMA_VERSION, TRACKER_SCHEMA: TRACKER_VERSION}  # root schema → version read
 PanelFn = Callable[[h5py.File], "list[Item] | None"]
 
 
@@ -214,15 +217,17 @@ def schema_notes(h5: h5py.File) -> list[str]:
     notes = []
     attrs = attrs_of(h5)
     version = attrs.get("schema_version")
-    if attrs.get("schema") != SCHEMA_NAME:
+    known = VIEWABLE_SCHEMAS.get(str(attrs.get("schema")))
+    current = SCHEMA_VERSION if known is None else known
+    if known is None:
         notes.append(f"schema attribute is {attrs.get('schema')!r}, not {SCHEMA_NAME!r}")
     if version is None:
         notes.append("no schema_version attribute: read as an old file, showing what is readable")
-    elif int(version) < SCHEMA_VERSION:
-        notes.append(f"written with schema version {version} (this viewer reads version {SCHEMA_VERSION}): "
+    elif int(version) < current:
+        notes.append(f"written with schema version {version} (this viewer reads version {current}): "
                      "showing what is readable")
-    elif int(version) > SCHEMA_VERSION:
-        notes.append(f"written with schema version {version}, newer than this viewer's {SCHEMA_VERSION}: "
+    elif int(version) > current:
+        notes.append(f"written with schema version {version}, newer than this viewer's {current}: "
                      "upgrade landscape to see everything")
     if attrs.get("complete") is False:
         notes.append("the scan did not finish: missing results were not computed yet")

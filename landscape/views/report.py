@@ -25,7 +25,7 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from .. import __version__
 from ..errors import LandscapeError
 from ..store import open_results, read_attr
-from .panels import FigureItem, PanelResult, Skipped, TableItem, run_panels, schema_notes
+from .panels import VIEWABLE_SCHEMAS, FigureItem, PanelResult, Skipped, TableItem, run_panels, schema_notes
 from .text import html_text as esc
 
 
@@ -56,7 +56,7 @@ def build_report(h5: h5py.File, source: str) -> Report:
 def load_report(path: str | os.PathLike) -> Report:
     """Open ``path`` (a clear :class:`LandscapeError` if it is not a results file) and run
     every panel on it."""
-    with open_results(path) as h5:
+    with open_results(path, tuple(VIEWABLE_SCHEMAS)) as h5:
         return build_report(h5, str(path))
 
 
@@ -98,7 +98,7 @@ def write_report(path: str | os.PathLike, out_html: str | os.PathLike | None = N
     :data:`PLOTLYJS_MODES`); returns its path."""
     out = Path(out_html) if out_html is not None else default_report_path(path)
     tag = plotlyjs_tag(plotlyjs)  # checks the mode before anything is written
-    with open_results(path) as h5:
+    with open_results(path, tuple(VIEWABLE_SCHEMAS)) as h5:
         report = build_report(h5, str(path))
         header = {k: read_attr(h5.attrs[k]) for k in ("checkpoint_path", "model_spec", "created_utc")
                   if k in h5.attrs}
