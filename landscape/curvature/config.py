@@ -78,6 +78,8 @@ class CurvatureConfig:
             if k:
                 vectors = max(vectors, basis_size_for(num_parameters, k, min(self.block_size, num_parameters),
                                                       self.max_basis))
+        if self.trace_method not in MIN_PROBES:
+            raise LandscapeError(f"trace method {self.trace_method!r}: choose from {', '.join(MIN_PROBES)}")
         if self.trace and self.trace_probes < MIN_PROBES[self.trace_method]:
             raise LandscapeError(f"--trace-probes {self.trace_probes}: {self.trace_method} needs at least "
                                  f"{MIN_PROBES[self.trace_method]} for a standard error")
