@@ -130,3 +130,16 @@ def compared(checkpoints, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "cmp.h5"
     assert main(["compare", *checkpoints, "--labels", "A,B,C", "-o", str(out), *FAST]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A digits MLP with 4 hidden units saved with built-in specs (loads without --trust)."""
+    from landscape import loading
+    from landscape.zoo import digits_mlp
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    loading.save(path, digits_mlp(hidden=4), model_spec="digits_mlp", model_kwargs={"hidden": 4},
+                 data_spec="digits", loss="cross_entropy")
+    return path

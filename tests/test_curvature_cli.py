@@ -10,28 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from curvature_cases import dense_hessian, digits_subset, mlp_problem
-from landscape import loading
 from landscape.cli import main
 from landscape.curvature import CurvatureConfig, hessian_directions, hessian_step, run_curvature
 from landscape.errors import LandscapeError
 from landscape.problem import Problem
 from landscape.scan import ScanStep
 from landscape.store import ResultsWriter, read_attr
-from landscape.zoo import digits_mlp
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    loading.save(path, digits_mlp(hidden=4), model_spec="digits_mlp", model_kwargs={"hidden": 4},
-                 data_spec="digits", loss="cross_entropy")
-    return path
-
-
-def test_hessian_command_writes_the_schema(checkpoint, tmp_path) -> None:
+def test_hessian_command_writes_the_schema(tiny_checkpoint, tmp_path) -> None:
     out = tmp_path / "h.h5"
-    code = main(["hessian", str(checkpoint), "--top", "3", "--bottom", "2", "--trace", "--density",
+    code = main(["hessian", str(tiny_checkpoint), "--top", "3", "--bottom", "2", "--trace", "--density",
                  "--eigenvectors", "--max-examples", "200", "--dtype", "float64", "--device", "cpu",
                  "--density-probes", "2", "--density-steps", "10", "--trace-probes", "12",
                  "--block-size", "2", "-o", str(out), "--quiet", "--no-report"])
@@ -59,11 +48,11 @@ def test_hessian_command_writes_the_schema(checkpoint, tmp_path) -> None:
         assert density.attrs["num_parameters"] == 64 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
 
 
-def test_hessian_command_in_bfloat16_records_its_bounds(checkpoint, tmp_path) -> None:
+def test_hessian_command_in_bfloat16_records_its_bounds(tiny_checkpoint, tmp_path) -> None:
     """--dtype bfloat16: the tol actually used (clamped to 4·eps) and per-pair error bounds
     (explicit residual + 8·eps·‖H‖) are stored; the top pair converges."""
     out = tmp_path / "bf16.h5"
-    code = main(["hessian", str(checkpoint), "--top", "3", "--tol", "1e-6", "--max-examples", "200",
+    code = main(["hessian", str(tiny_checkpoint), "--top", "3", "--tol", "1e-6", "--max-examples", "200",
                  "--dtype", "bfloat16", "--device", "cpu", "-o", str(out), "--quiet", "--no-report"])
     assert code == 0
     eps = torch.finfo(torch.bfloat16).eps
@@ -104,12 +93,12 @@ def test_hessian_directions_are_unit_eigenvectors() -> None:
         assert d.attrs["converged"] and d.attrs["kind"] == "hessian_eigenvector"
 
 
-def test_bad_input_gives_one_clear_line(checkpoint, tmp_path, capsys) -> None:
-    code = main(["hessian", str(checkpoint), "--top", "100000", "--max-examples", "50", "--device", "cpu",
+def test_bad_input_gives_one_clear_line(tiny_checkpoint, tmp_path, capsys) -> None:
+    code = main(["hessian", str(tiny_checkpoint), "--top", "100000", "--max-examples", "50", "--device", "cpu",
                  "-o", str(tmp_path / "x.h5"), "--quiet", "--no-report"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--top 100000" in err and "330" in err
-    code = main(["hessian", str(checkpoint), "--params", "nothing*", "--max-examples", "50",
+    code = main(["hessian", str(tiny_checkpoint), "--params", "nothing*", "--max-examples", "50",
                  "--device", "cpu", "-o", str(tmp_path / "y.h5"), "--quiet", "--no-report"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "match no trainable parameter" in err

@@ -10,7 +10,6 @@ import torch
 
 import landscape as ls
 from curvature_cases import dense_hessian, mlp_problem
-from landscape import loading
 from landscape.cli import main
 from landscape.curvature import CurvatureConfig, HessianOperator
 from landscape.curvature.per_layer import group_spec, module_groups, resolve_groups
@@ -18,7 +17,6 @@ from landscape.curvature.step import compute_density
 from landscape.errors import LandscapeError
 from landscape.linalg import spectral_density, to_dense
 from landscape.views.layer_panels import log_axis
-from landscape.zoo import digits_mlp
 
 LAMBDA = 0.3
 
@@ -96,18 +94,11 @@ def test_log_axis_only_for_positive_values_spanning_two_decades() -> None:
     assert not log_axis(np.array([-0.01, 1.0, 500.0])) and not log_axis(np.array([np.nan, 1.0, 500.0]))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    loading.save(path, digits_mlp(hidden=4), model_spec="digits_mlp", model_kwargs={"hidden": 4},
-                 data_spec="digits", loss="cross_entropy")
-    return path
 
 
-def test_hessian_per_layer_command_writes_prints_and_resumes(checkpoint, tmp_path, capsys) -> None:
+def test_hessian_per_layer_command_writes_prints_and_resumes(tiny_checkpoint, tmp_path, capsys) -> None:
     out = tmp_path / "h.h5"
-    common = [str(checkpoint), "--top", "1", "--max-examples", "100", "--dtype", "float64", "--device", "cpu",
+    common = [str(tiny_checkpoint), "--top", "1", "--max-examples", "100", "--dtype", "float64", "--device", "cpu",
               "-o", str(out), "--quiet", "--no-report"]
     assert main(["hessian", *common, "--per-layer", "--weight-decay", "0.1"]) == 0
     printed = capsys.readouterr().out

@@ -14,13 +14,9 @@ import threading
 
 import h5py
 import numpy as np
-import pytest
-import torch
 
-from landscape import loading
 from landscape.cli import main
 from landscape.progress import LineProgress
-from landscape.zoo import digits_mlp
 
 
 def test_line_progress_prints_a_line_per_tenth_or_30_seconds() -> None:
@@ -41,26 +37,19 @@ def test_line_progress_prints_a_line_per_tenth_or_30_seconds() -> None:
     assert len(lines) == 4 and lines[0].startswith("count: 30 HVP, 00:30 elapsed, 1 HVP/s")  # 30 s, 60, 90, done
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    loading.save(path, digits_mlp(hidden=4), model_spec="digits_mlp", model_kwargs={"hidden": 4},
-                 data_spec="digits", loss="cross_entropy")
-    return path
 
 
-def _hessian(checkpoint, out) -> list[str]:
-    return ["hessian", str(checkpoint), "--top", "2", "--trace", "--trace-probes", "12", "--per-layer",
+def _hessian(tiny_checkpoint, out) -> list[str]:
+    return ["hessian", str(tiny_checkpoint), "--top", "2", "--trace", "--trace-probes", "12", "--per-layer",
             "--max-examples", "100", "--device", "cpu", "-o", str(out), "--no-report"]
 
 
-def test_progress_into_a_file_is_plain_bounded_lines(checkpoint, tmp_path, monkeypatch) -> None:
+def test_progress_into_a_file_is_plain_bounded_lines(tiny_checkpoint, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("LANDSCAPE_QUIET", raising=False)
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:
         monkeypatch.setattr(sys, "stderr", stderr)
-        assert main(_hessian(checkpoint, tmp_path / "h.h5")) == 0
+        assert main(_hessian(tiny_checkpoint, tmp_path / "h.h5")) == 0
     text = log.read_text()
     assert "\r" not in text and "\x1b" not in text
     lines = [line for line in text.splitlines() if "HVP" in line]
@@ -68,7 +57,7 @@ def test_progress_into_a_file_is_plain_bounded_lines(checkpoint, tmp_path, monke
     assert 3 <= len(lines) <= 30 and sum(line.endswith("done") or "done  [" in line for line in lines) == 3
 
 
-def test_progress_on_a_terminal_is_a_bar_left_in_place(checkpoint, tmp_path, monkeypatch) -> None:
+def test_progress_on_a_terminal_is_a_bar_left_in_place(tiny_checkpoint, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("LANDSCAPE_QUIET", raising=False)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
@@ -89,7 +78,7 @@ def test_progress_on_a_terminal_is_a_bar_left_in_place(checkpoint, tmp_path, mon
     with os.fdopen(slave, "w", closefd=True) as terminal:
         monkeypatch.setattr(sys, "stderr", terminal)
         assert terminal.isatty()
-        assert main(_hessian(checkpoint, tmp_path / "h.h5")) == 0
+        assert main(_hessian(tiny_checkpoint, tmp_path / "h.h5")) == 0
         terminal.flush()
     reader.join(timeout=10)
     os.close(master)
