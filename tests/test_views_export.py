@@ -64,13 +64,13 @@ def test_every_figure_in_every_format(chromium, scan, tmp_path):
 def test_cli_export_of_the_bundled_scan(chromium, bundled_scan, tmp_path, capsys):
     out = tmp_path / "figs"
     code = main(["view", str(bundled_scan), "--no-report", "--export", str(out), "--formats", "png,svg",
-                 "--width", "320", "--height", "240", "--scale", "2", "--figure", "curves/loss",
+                 "--width", "320", "--height", "240", "--scale", "2", "--figure", "curves/1d",
                  "--figure", "surfaces/2d/surface3d", "--no-titles"])
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["curves-loss.png", "curves-loss.svg",
+    assert sorted(p.name for p in out.iterdir()) == ["curves-1d.png", "curves-1d.svg",
                                                      "surfaces-2d-surface3d.png", "surfaces-2d-surface3d.svg"]
-    assert png_size((out / "curves-loss.png").read_bytes()) == (640, 480)  # scale 2: pixels = 2 × CSS size
-    _check_svg((out / "curves-loss.svg").read_bytes(), 320, 240)
+    assert png_size((out / "curves-1d.png").read_bytes()) == (640, 480)  # scale 2: pixels = 2 × CSS size
+    _check_svg((out / "curves-1d.svg").read_bytes(), 320, 240)
     assert "report:" not in capsys.readouterr().out  # --no-report: figures only
 
 

@@ -10,6 +10,7 @@ from ..errors import LandscapeError
 from ..options import guard_outputs, integer, positive_float
 from .export import DEFAULT_HEIGHT, DEFAULT_WIDTH, ExportOptions, export_figures, parse_formats, select_figures
 from .report import default_report_path, load_report, write_report
+from .style import DEFAULT_LEVELS, SurfaceStyle
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -36,13 +37,21 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=positive_float, default=1.0,
                         help="PNG pixels per CSS pixel (1: a PNG is exactly width×height)")
     parser.add_argument("--no-titles", action="store_true", help="static figures without titles")
+    parser.add_argument("--levels", type=integer(2), default=DEFAULT_LEVELS,
+                        help="contour levels of the 2-D and 3-D loss figures")
+    parser.add_argument("--vmin", type=float, default=None, help="lowest loss of the colour scale")
+    parser.add_argument("--vmax", type=float, default=None, help="highest loss of the colour scale")
+    parser.add_argument("--zmax", type=float, default=None,
+                        help="3-D surfaces: losses above it are drawn at it (clipped)")
+    parser.add_argument("--log", action="store_true", help="show the log10 loss first in 2-D and 3-D figures")
     parser.add_argument("--figure", action="append", default=None, metavar="KEY",
                         help="export only this figure (repeatable), e.g. surfaces/2d/contour")
 
 
 def run_view(args: argparse.Namespace) -> int:
     """Write the report and/or export the figures of ``args.results``; returns the exit status."""
-    report = load_report(args.results)  # fails early, with one line, on a bad file
+    style = SurfaceStyle(args.levels, args.vmin, args.vmax, args.zmax, args.log)  # checked before any file
+    report = load_report(args.results, style)  # fails early, with one line, on a bad file
     html = Path(args.output or default_report_path(args.results))
     guard_outputs([] if args.no_report else [html], [Path(args.results)])
     if args.export and Path(args.export).exists() and not Path(args.export).is_dir():
@@ -52,7 +61,7 @@ def run_view(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.no_report:
-        out = write_report(args.results, html)
+        out = write_report(args.results, html, style)
         print(f"report: {out} ({len(report.figures)} figures)")
     if args.export:
         options = ExportOptions(formats=args.formats, width=args.width, height=args.height,
