@@ -265,7 +265,8 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
                 "contours.z.size": (s["hi"] - s["lo"]) / style.levels}
 
     surface = go.Surface(x=axes.x, y=axes.y, colorscale="Viridis",
-                         colorbar=dict(x=0.87, xanchor="left", len=0.75, thickness=14, title=dict(side="right")),
+                         colorbar=dict(len=0.75, thickness=14, title=dict(side="right")),
+                         # no scene.domain: a narrowed scene stalled Chromium's software WebGL for ~100 s
                          lighting=dict(ambient=0.45, diffuse=0.8, specular=0.25, roughness=0.55, fresnel=0.2),
                          lightposition=dict(x=-1e4, y=-1e4, z=3e4),
                          contours=dict(z=dict(show=True, usecolormap=True, width=2, project=dict(z=True))))
@@ -318,7 +319,6 @@ def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]
     fig.update_layout(template=TEMPLATE, title=_title(v0.title or v0.label, axes.subtitle),
                       scene=dict(xaxis=dict(axis, title=axes.x_symbol), yaxis=dict(axis, title=axes.y_symbol),
                                  zaxis=dict(axis, title=v0.colorbar_title, range=[s0["floor"], s0["ceiling"]]),
-                                 aspectmode="manual", aspectratio=ASPECT, camera=dict(eye=s0["eye"]),
-                                 domain=dict(x=[0.0, 0.86], y=[0.0, 1.0])),
+                                 aspectmode="manual", aspectratio=ASPECT, camera=dict(eye=s0["eye"])),
                       updatemenus=_menu(variants, active, update), margin=dict(t=TOP_MARGIN, l=0, r=20, b=0))
     return fig
