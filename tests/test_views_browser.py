@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from landscape.views import write_report
+from landscape.views.style import SurfaceStyle
 from tests.conftest import BOLD, IMG, SCRIPT
 from tests.test_views_report import EXPECTED_FIGURES
 from tests.test_views_samples import copy_without, png_pixels, png_size
@@ -134,7 +135,7 @@ def test_report_renders_every_plot_without_errors(browser, scan, tmp_path, plotl
     surface.locator(".updatemenu-header-group").click()
     surface.locator(".updatemenu-dropdown-button", has_text="test loss (log10)").first.click()
     page.wait_for_function("() => document.querySelector('.lsplot[data-key=\"surfaces/2d/surface3d\"]')"
-                           "._fullLayout.scene.zaxis.title.text === 'log10 loss'", timeout=10_000)
+                           "._fullLayout.scene.zaxis.title.text === 'log10 test loss'", timeout=10_000)
     with h5py.File(scan) as f:
         test_loss = f["surfaces/2d/test/loss"][()]
     assert surface.evaluate("d => d._fullData[0].z[2][7]") == pytest.approx(np.log10(test_loss[7, 2]), rel=1e-12)
@@ -151,10 +152,10 @@ def test_markup_from_the_file_shows_as_text(browser, hostile, tmp_path):
     for raw in (SCRIPT, IMG):
         assert raw in body  # the settings table shows the literal text
     assert page.evaluate("document.querySelectorAll('main img, main b, main script').length") == 0
-    titles = page.eval_on_selector_all(".lsplot .gtitle", "els => els.map(e => e.textContent)")
-    assert f"{BOLD}: contours" in titles  # Plotly decoded our entities back to the literal name
+    titles = page.eval_on_selector_all(".lsplot .gtitle-subtitle", "els => els.map(e => e.textContent)")
+    assert any(t.startswith(f"surfaces/{BOLD}: ") for t in titles)  # Plotly decoded our entities back to the name
     legend = page.eval_on_selector_all(".lsplot .legendtext", "els => els.map(e => e.textContent)")
-    assert f"interpolation {IMG}" in legend
+    assert f"{IMG} loss" in legend
     annotations = page.eval_on_selector_all(".lsplot .annotation-text", "els => els.map(e => e.textContent)")
     assert SCRIPT in annotations
     page.close()
@@ -193,3 +194,80 @@ def test_compare_report_renders_every_plot_without_errors(browser, compared, tmp
         drawn = _drawn(page.locator(f'.lsplot[data-key="{key}"]'))
         assert drawn["width"] > 300 and drawn["height"] > 300 and drawn["marks"] > 0, key
     assert events["errors"] == [] and events["requests"] == []
+
+
+# ============================================================================ paper-ready geometry
+GEOMETRY_JS = """d => {
+    const box = e => { const r = e.getBoundingClientRect();
+                       return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+    const areas = [...d.querySelectorAll('.nsewdrag')].map(box)
+        .concat([...d.querySelectorAll('.gl-container > div')].map(box));
+    const controls = [];
+    for (const cls of ['updatemenu-container', 'legend', 'colorbar']) {
+        for (const e of d.querySelectorAll('.' + cls)) {
+            const b = box(e);
+            if (b.right > b.left && b.bottom > b.top) controls.push(Object.assign({what: cls}, b));
+        }
+    }
+    const fl = d._fullLayout;
+    const axis = a => a ? {range: a.range, length: a._length} : null;
+    return {areas: areas, controls: controls, x: axis(fl.xaxis), y: axis(fl.yaxis),
+            z: fl.scene ? fl.scene.zaxis.range : null,
+            traces: d._fullData.map(t => ({name: t.name, type: t.type, x: t.x, y: t.y, z: t.z}))};
+}"""
+
+
+def _overlap(a: dict, b: dict) -> float:
+    """Pixels² two boxes share."""
+    return max(0.0, min(a["right"], b["right"]) - max(a["left"], b["left"])) * \
+        max(0.0, min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]))
+
+
+def _red_pixels(png: bytes) -> int:
+    """Pixels of θ*'s pure-red 3-D marker (Viridis and the grey frame hold no such colour)."""
+    rgb = png_pixels(png)[..., :3].astype(int)
+    return int(((rgb[..., 0] > 200) & (rgb[..., 1] < 60) & (rgb[..., 2] < 60)).sum())
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["linear", "log"])
+def test_figures_are_paper_ready(browser, scan, tmp_path, log):
+    """Equal axes on the contour and heatmap (px per unit within 1 %: Plotly rounds the plot
+    area to whole pixels); θ* inside every 2-D view and, in 3-D, above the surface at θ* and
+    seen by the camera (its red marker's pixels in a screenshot); no menu, legend or colour
+    bar over a plot area (1 px² allowed for anti-aliased edges); no error, no request."""
+    html = write_report(scan, tmp_path / "paper.html", SurfaceStyle(log=log))
+    page, events = _open(browser, html)
+    keys = page.eval_on_selector_all(".lsplot", "els => els.map(e => e.dataset.key)")
+    for key in keys:
+        div = page.locator(f'.lsplot[data-key="{key}"]')
+        geometry = div.evaluate(GEOMETRY_JS)
+        assert geometry["areas"], key
+        for control in geometry["controls"]:
+            for area in geometry["areas"]:
+                assert _overlap(control, area) <= 1.0, (key, control["what"], control, area)
+        if not key.startswith("surfaces/"):
+            continue
+        theta = next(t for t in geometry["traces"] if t["name"] == "checkpoints")
+        surface = geometry["traces"][0]
+        alpha, beta = np.asarray(surface["x"]), np.asarray(surface["y"])
+        i, j = int(np.abs(alpha).argmin()), int(np.abs(beta).argmin())  # θ* at the origin
+        z_at_theta = np.asarray(surface["z"], dtype=float)[j][i]
+        if key.endswith("surface3d"):
+            low, high = geometry["z"]
+            assert z_at_theta < theta["z"][0] <= high, key
+            assert _red_pixels(div.screenshot()) > 20, f"{key}: θ* hidden"
+        else:
+            x, y = geometry["x"], geometry["y"]
+            per_unit = [a["length"] / (a["range"][1] - a["range"][0]) for a in (x, y)]
+            assert per_unit[0] == pytest.approx(per_unit[1], rel=0.01), key
+            assert x["range"][0] <= theta["x"][0] <= x["range"][1] and y["range"][0] <= theta["y"][0] <= y["range"][1]
+            np.testing.assert_allclose(np.asarray(surface["z"], dtype=float),
+                                       _grid(scan, log).T, rtol=1e-12)
+    assert events["errors"] == [] and events["requests"] == []
+    page.close()
+
+
+def _grid(scan: Path, log: bool) -> np.ndarray:
+    with h5py.File(scan) as f:
+        loss = f["surfaces/2d/train/loss"][()]
+    return np.log10(loss) if log else loss

@@ -101,13 +101,13 @@ def test_raster_keeps_the_heatmap_an_image_and_png_has_the_preset_s_pixels(chrom
 def test_cli_export_of_the_bundled_scan(chromium, bundled_scan, tmp_path, capsys):
     out = tmp_path / "figs"
     code = main(["view", str(bundled_scan), "--no-report", "--export", str(out), "--formats", "png,svg",
-                 "--preset", "two-column", "--dpi", "100", "--figure", "curves/loss",
+                 "--preset", "two-column", "--dpi", "100", "--figure", "curves/1d",
                  "--figure", "surfaces/2d/surface3d", "--no-titles"])
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["curves-loss.png", "curves-loss.svg",
+    assert sorted(p.name for p in out.iterdir()) == ["curves-1d.png", "curves-1d.svg",
                                                      "surfaces-2d-surface3d.png", "surfaces-2d-surface3d.svg"]
-    assert png_size((out / "curves-loss.png").read_bytes()) == (675, 506)  # 6.75 × 5.0625 in at 100 dpi
-    _check_svg((out / "curves-loss.svg").read_bytes(), 648, 486)
+    assert png_size((out / "curves-1d.png").read_bytes()) == (675, 506)  # 6.75 × 5.0625 in at 100 dpi
+    _check_svg((out / "curves-1d.svg").read_bytes(), 648, 486)
     _check_svg((out / "surfaces-2d-surface3d.svg").read_bytes(), 648, 486, images=True)
     assert "report:" not in capsys.readouterr().out  # --no-report: figures only
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("scan")
 
 EXPECTED_FIGURES = {
     "surfaces/2d/contour", "surfaces/2d/heatmap", "surfaces/2d/surface3d", "basins/2d/area", "basins/2d/persistence",
-    "curves/loss", "curves/accuracy", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
+    "curves/1d", "curves/interpolation", "curvature/spectrum", "curvature/density", "noise/spectrum", "noise/overlap",
     "sharpness/bars", "sharpness/rays",
 }
 
@@ -51,9 +51,8 @@ def test_surface_figures_show_the_stored_grid_with_the_checkpoint(scan):
     assert labels[:2] == ["train loss", "train loss (log10)"] and "test accuracy" in labels
     log_button = contour.layout.updatemenus[0].buttons[1]
     np.testing.assert_allclose(np.asarray(log_button.args[0]["z"][0]), np.log10(loss.T), rtol=1e-12)
-    surface = figs["surfaces/2d/surface3d"]
-    lift = 0.02 * (loss.max() - loss.min())
-    assert surface.data[1].z[0] == pytest.approx(loss[5, 5] + lift)  # θ* sits on the surface at (0, 0)
+    stem, marker = figs["surfaces/2d/surface3d"].data[1:3]
+    assert stem.z[0] == loss[5, 5] and marker.z[0] == stem.z[1] > loss[5, 5]  # θ* above the surface at (0, 0)
 
 
 def test_basin_figures_show_the_stored_grid_s_basins(scan):
@@ -75,14 +74,50 @@ def test_basin_figures_show_the_stored_grid_s_basins(scan):
     assert star.x == (stats.birth[stats.origin_basin],)
 
 
-def test_1d_panel_overlays_every_1d_surface_train_and_test(scan):
-    fig = figures(scan)["curves/loss"]
-    names = {t.name for t in fig.data}
-    assert names == {"1d train", "1d test", "interpolation train", "interpolation test"}
-    dashes = {t.name: t.line.dash for t in fig.data}
-    assert dashes["1d train"] == "solid" and dashes["1d test"] == "dash"
-    annotations = {a.text for a in fig.layout.annotations}
-    assert annotations == {"θ*, init", "trained"}  # coinciding checkpoints share one line
+def test_1d_panel_draws_loss_and_accuracy_on_twin_axes(scan):
+    figs = figures(scan)
+    fig = figs["curves/interpolation"]
+    with h5py.File(scan) as f:
+        expected = {f"{split} {metric}": f[f"surfaces/interpolation/{split}/{metric}"][()]
+                    for split in ("train", "test") for metric in ("loss", "accuracy")}
+    assert {t.name for t in fig.data} == set(expected)
+    for trace in fig.data:
+        np.testing.assert_array_equal(trace.y, expected[trace.name])
+        assert trace.yaxis == ("y2" if "accuracy" in trace.name else "y")
+        assert trace.line.dash == ("solid" if trace.name.startswith("train") else "dash")
+    assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "right"
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0  # below the plot, not on it
+    assert {a.text for a in fig.layout.annotations} == {"init", "trained"}
+    assert {a.text for a in figs["curves/1d"].layout.annotations} == {"θ*"}
+
+
+def test_2d_hover_shows_every_metric_of_the_split_at_the_point(scan):
+    contour = figures(scan)["surfaces/2d/contour"].data[0]
+    with h5py.File(scan) as f:
+        loss, accuracy = f["surfaces/2d/train/loss"][()], f["surfaces/2d/train/accuracy"][()]
+    # Plotly's customdata[row = β index][col = α index] holds (loss, accuracy)[α index, β index]
+    assert list(contour.customdata[2][7]) == [loss[7, 2], accuracy[7, 2]]
+    assert "α = " in contour.hovertemplate and "train accuracy = %{customdata[1]" in contour.hovertemplate
+
+
+def test_spectrum_stems_start_at_zero_and_carry_the_trace(scan):
+    fig = figures(scan)["curvature/spectrum"]
+    with h5py.File(scan) as f:
+        top = f["curvature/hessian_top/eigenvalues"][()]
+        bottom = f["curvature/hessian_bottom/eigenvalues"][()]
+        estimate, stderr = f["curvature/trace"].attrs["estimate"], f["curvature/trace"].attrs["stderr"]
+    low, high = fig.layout.yaxis.range
+    assert low <= min(0.0, bottom.min()) and high >= top.max()
+    stems = [t for t in fig.data if t.mode == "lines"]
+    assert len(stems) == 2 and all(y == 0.0 for t in stems for y in t.y[0::3])
+    assert [a.text for a in fig.layout.annotations] == [f"tr(H) = {estimate:.4g} ± {stderr:.3g} (s.e.) · "
+                                                         "hutchinson, 30 probes"]
+
+
+def test_noise_table_names_each_statistic(scan):
+    rows = {row[2]: row for row in tables(scan)["noise/scalars"].rows}
+    assert rows["trace_sigma"][0] == "tr Σ: total gradient variance"
+    assert rows["b_simple"][0].startswith("B_simple = tr Σ / ‖ḡ‖²")
 
 
 def test_spectrum_marks_exactly_the_unconverged_values(scan):
@@ -91,7 +126,7 @@ def test_spectrum_marks_exactly_the_unconverged_values(scan):
         converged = f["curvature/hessian_top/converged"][()]
         values = f["curvature/hessian_top/eigenvalues"][()]
         residuals = f["curvature/hessian_top/residuals"][()]
-    flagged = [t for t in fig.data if t.name.endswith("(not converged)")]
+    flagged = [t for t in fig.data if (t.name or "").endswith("(not converged)")]
     assert not converged.all() and len(flagged) == 1
     np.testing.assert_array_equal(flagged[0].y, values[~converged])
     np.testing.assert_array_equal(flagged[0].error_y.array, residuals[~converged])
@@ -153,10 +188,10 @@ def test_every_text_from_the_file_is_escaped(hostile, tmp_path):
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
     figs = figures(hostile)
     contour = figs[f"surfaces/{BOLD}/contour"]
-    assert contour.layout.title.text == "&lt;b onclick=alert(3)&gt;bold: contours"  # Plotly shows the raw text
-    curve_names = {t.name for t in figs["curves/loss"].data}
-    assert "interpolation &lt;img src=x onerror=alert(2)&gt;" in curve_names
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in {a.text for a in figs["curves/loss"].layout.annotations}
+    assert contour.layout.title.subtitle.text.startswith("surfaces/&lt;b onclick=alert(3)&gt;bold: ")  # shown raw
+    curve_names = {t.name for t in figs["curves/interpolation"].data}
+    assert "&lt;img src=x onerror=alert(2)&gt; loss" in curve_names
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in {a.text for a in figs["curves/interpolation"].layout.annotations}
     assert "&lt;b onclick=alert(3)&gt;bold-group" in html  # the unknown group's raw table
 
 
@@ -211,7 +246,7 @@ def test_malformed_groups_and_failing_panels_are_listed_not_fatal(scan, tmp_path
     assert "train/loss: shape (21,) does not match the axes (3,)" in skipped["surfaces/1d"]
     assert skipped["Broken"].startswith("RuntimeError: boom")
     assert "curvature/spectrum" in report.figures  # hessian_bottom still drawn
-    assert "surfaces/2d/contour" in report.figures and "curves/loss" in report.figures
+    assert "surfaces/2d/contour" in report.figures and "curves/interpolation" in report.figures
 
 
 def test_an_xy_grid_from_an_old_writer_is_transposed(scan, tmp_path):
@@ -278,4 +313,4 @@ def test_scan_writes_the_report_beside_the_results(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["scan", str(checkpoint), "--points", "5", "--quiet", "-o", "mlp.h5"]) == 0
     html = (tmp_path / "mlp.html").read_text()
-    assert 'data-key="surfaces/2d/contour"' in html and 'data-key="curves/loss"' in html
+    assert 'data-key="surfaces/2d/contour"' in html and 'data-key="curves/1d"' in html

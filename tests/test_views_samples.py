@@ -25,7 +25,7 @@ from landscape.sharpness import SharpnessConfig
 from landscape.sharpness.step import sharpness_step
 from landscape.store import ResultsWriter
 from landscape.surfaces import NamedDirection, SurfaceSpec, directions_step, random_directions, surface_step
-from landscape.views import plots
+from landscape.views import grid_plots, plots
 
 HIDDEN = 8  # 682 parameters: the dense Hessian is cheap
 
@@ -202,17 +202,14 @@ def test_grid_orientation_matches_ij_axes():
     An asymmetric function on a non-square grid catches a swapped orientation exactly."""
     x, y = np.linspace(-1, 1, 5), np.linspace(0, 2, 3)
     grid = np.add.outer(10 * x, y)  # f(x, y) = 10x + y, 'ij'
-    axes = plots.GridAxes(x, y, "x", "y", [plots.Marker("θ*", (0.0, 1.0))])
-    variants = [plots.GridVariant("f", grid, "f")]
-    for build in (plots.contour_figure, plots.heatmap_figure, plots.surface3d_figure):
+    axes = grid_plots.GridAxes(x, y, "x", "y", [plots.Marker("θ*", (0.0, 1.0))])
+    variants = [grid_plots.GridVariant("f", grid, "f")]
+    for build in (grid_plots.contour_figure, grid_plots.heatmap_figure, grid_plots.surface3d_figure):
         trace = build("t", axes, variants).data[0]
         z = np.asarray(trace.z)
         for i, xi in enumerate(x):
             for j, yj in enumerate(y):
                 assert z[j][i] == pytest.approx(10 * xi + yj, abs=0)
-    marker = plots.surface3d_figure("t", axes, variants).data[1]
-    # θ* drawn on the surface (lifted by 2 % of the z range so the surface cannot hide it)
-    assert marker.z[0] == pytest.approx(10 * 0.0 + 1.0 + 0.02 * (grid.max() - grid.min()))
 
 
 def test_smoothed_density_is_the_gaussian_mixture():
@@ -246,10 +243,12 @@ def test_spectrum_flags_unconverged_values_in_their_own_trace():
     spectrum = plots.Spectrum("top", np.array([5.0, 3.0, 1.0]), np.array([1e-9, 1e-9, 0.5]),
                               np.array([True, True, False]))
     fig = plots.spectrum_figure("H", [spectrum])
-    names = [t.name for t in fig.data]
-    assert names == ["top", "top (not converged)"]
-    assert list(fig.data[1].y) == [1.0] and list(fig.data[1].error_y.array) == [0.5]
-    assert fig.data[1].marker.symbol == "x"
+    stems, converged, flagged = fig.data
+    assert stems.mode == "lines" and list(stems.y) == [0.0, 5.0, None, 0.0, 3.0, None, 0.0, 1.0, None]
+    assert [converged.name, flagged.name] == ["top", "top (not converged)"]
+    assert list(flagged.y) == [1.0] and list(flagged.error_y.array) == [0.5]
+    assert flagged.marker.symbol == "x"
+    assert list(fig.layout.yaxis.range) == [0.0, pytest.approx(5.0 + 0.1 * 5.0)]  # from 0, 10 % headroom
 
 
 # ============================================================================ PNG reading (no PIL here)
@@ -319,12 +318,15 @@ def test_markers_come_from_attributes_else_the_origin():
 def test_3d_menu_updates_surface_marker_and_axis_title_together():
     x = y = np.linspace(-1, 1, 3)
     grid = np.add.outer(x ** 2, y ** 2) + 1.0
-    axes = plots.GridAxes(x, y, "x", "y", [plots.Marker("θ*", (0.0, 0.0))])
-    variants = [plots.GridVariant("loss", grid, "loss"), plots.GridVariant("log", np.log10(grid), "log10 loss")]
-    button = plots.surface3d_figure("t", axes, variants).layout.updatemenus[0].buttons[1]
+    axes = grid_plots.GridAxes(x, y, "x", "y", [plots.Marker("θ*", (0.0, 0.0))])
+    log = np.log10(grid)
+    variants = [grid_plots.GridVariant("loss", grid, "loss", "loss"),
+                grid_plots.GridVariant("log", log, "log10 loss", "loss", log=True)]
+    button = grid_plots.surface3d_figure("t", axes, variants).layout.updatemenus[0].buttons[1]
     restyle, relayout, traces = button.args
-    assert button.method == "update" and list(traces) == [0, 1]
-    np.testing.assert_array_equal(restyle["z"][0], np.log10(grid).T)
-    lift = 0.02 * (np.log10(grid).max() - np.log10(grid).min())
-    assert restyle["z"][1] == [pytest.approx(np.log10(1.0) + lift)]
-    assert relayout == {"scene.zaxis.title.text": "log10 loss"}
+    assert button.method == "update" and list(traces) == [0, 1, 2]  # surface, θ*'s stem, θ*
+    np.testing.assert_array_equal(restyle["z"][0], log.T)
+    stem_low, stem_high = restyle["z"][1][:2]
+    assert stem_low == log[1, 1] and restyle["z"][2] == [stem_high] and stem_high > stem_low
+    assert relayout["scene.zaxis.title.text"] == "log10 loss" and relayout["scene.zaxis.range"][1] > stem_high
+    assert restyle["hovertemplate"][2] == "%{text}<extra></extra>"  # the marker keeps its hover

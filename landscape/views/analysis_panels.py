@@ -56,8 +56,9 @@ def hessian_spectrum_panel(h5: h5py.File) -> list[Item] | None:
         unconverged = sum(int((~s.converged).sum()) for s in spectra if s.converged is not None)
         caption = ("error bars: Ritz residual norms ‖Hv − λv‖"
                    + (f"; {unconverged} eigenvalue(s) did not converge (red crosses)" if unconverged else ""))
+        note = _trace_note(trace) if trace is not None else ""
         items.append(FigureItem("curvature/spectrum", "Hessian eigenvalues",
-                                plots.spectrum_figure("Hessian eigenvalues", spectra), caption))
+                                plots.spectrum_figure("Hessian eigenvalues", spectra, note=note), caption))
         items.append(TableItem("curvature/eigen_table", "Eigenvalue runs",
                                ["group", "eigenvalues", "converged", "settings"], rows))
     if trace is not None:
@@ -71,6 +72,20 @@ def hessian_spectrum_panel(h5: h5py.File) -> list[Item] | None:
             return [TableItem("curvature/trace", "Hessian trace", ["quantity", "value"], rows)]
         items += try_part("curvature/trace", trace_rows)
     return items
+
+
+def _trace_note(group: h5py.Group) -> str:
+    """'tr(H) = 15.15 ± 1.26 (s.e., hutchinson, 30 probes)' for the spectrum figure; '' when unreadable."""
+    attrs = attrs_of(group)
+    try:
+        estimate = float(attrs["estimate"])
+        stderr = float(attrs.get("stderr", float("nan")))
+    except (KeyError, TypeError, ValueError):
+        return ""
+    how = ", ".join(str(x) for x in (attrs.get("method", ""), f"{attrs['num_probes']} probes"
+                                     if "num_probes" in attrs else "") if x)
+    error = f" ± {stderr:.3g} (s.e.)" if np.isfinite(stderr) and stderr > 0 else ""
+    return f"tr(H) = {estimate:.4g}{error}" + (f" · {how}" if how else "")
 
 
 @panel(order=50, name="Spectral density", reads=("curvature/density",))
@@ -101,14 +116,53 @@ def density_panel(h5: h5py.File) -> list[Item] | None:
 
 
 # ============================================================================ noise
+# g_i: per-example gradients, ḡ their mean, Σ = (1/n) Σ_i (g_i − ḡ)(g_i − ḡ)ᵀ, B: the batch size
+NOISE_NAMES = {
+    "trace_sigma": "tr Σ: total gradient variance",
+    "trace_sigma_stderr": "standard error of tr Σ",
+    "grad_norm_sq": "‖ḡ‖²: squared norm of the mean gradient",
+    "b_simple": "B_simple = tr Σ / ‖ḡ‖²: simple noise scale",
+    "b_simple_two_batch": "B_simple from two batch sizes (McCandlish et al.)",
+    "two_batch_trace_sigma": "tr Σ from two batch sizes",
+    "two_batch_trace_sigma_stderr": "standard error of the two-batch tr Σ",
+    "two_batch_grad_norm_sq": "‖ḡ‖² from two batch sizes",
+    "two_batch_grad_norm_sq_stderr": "standard error of the two-batch ‖ḡ‖²",
+    "two_batch_sizes": "the two batch sizes",
+    "two_batch_num_pairs": "batch pairs drawn",
+    "minibatch_scale_with_replacement": "1/B: Cov(mini-batch gradient) = (1/B) Σ, with replacement",
+    "minibatch_scale_without_replacement": "(N − B)/(B(N − 1)): the same scale, without replacement",
+    "tail_index": "α̂: tail index of the mini-batch noise (α-stable; 2 is Gaussian)",
+    "hessian_computed": "Hessian terms computed",
+    "b_noise": "B_noise = tr(HΣ) / ḡᵀHḡ: Hessian-aware noise scale",
+    "tr_h_sigma": "tr(HΣ): noise along curvature",
+    "tr_h_sigma_stderr": "standard error of tr(HΣ)",
+    "tr_h_sigma_exact": "tr(HΣ) computed exactly",
+    "tr_h_sigma_isotropic": "tr Σ · tr H / d: tr(HΣ) if Σ were isotropic",
+    "trace_hessian": "tr H",
+    "trace_hessian_stderr": "standard error of tr H",
+    "g_h_g": "ḡᵀHḡ: curvature along the mean gradient",
+    "hessian_eigen_converged": "top Hessian eigenvalues converged",
+    "num_examples": "n: examples used",
+    "dataset_size": "N: examples in the split",
+    "batch_size": "B: training batch size",
+    "num_parameters": "d: parameters",
+    "k": "eigenvalues of Σ computed",
+    "covariance_normalization": "Σ normalization",
+    "spectrum_method": "how Σ's spectrum was computed",
+    "spectrum_converged": "Σ's eigenvalues converged",
+    "method": "per-example gradients by",
+    "fallback_reason": "why the fallback was used",
+}
 @panel(order=60, name="Gradient noise", reads=("noise",))
 def noise_panel(h5: h5py.File) -> list[Item] | None:
     """Gradient-noise statistics, the noise and Hessian spectra, and their eigenvector overlap."""
     group = group_at(h5, "noise")
     if group is None:
         return None
-    items: list[Item] = [TableItem("noise/scalars", "Gradient-noise statistics", ["quantity", "value"],
-                                   attribute_rows(attrs_of(group), skip=("complete",)))]
+    rows = [[NOISE_NAMES.get(name, name), value, name]
+            for name, value in attribute_rows(attrs_of(group), skip=("complete",))]
+    items: list[Item] = [TableItem("noise/scalars", "Gradient-noise statistics", ["quantity", "value", "attribute"],
+                                   rows)]
 
     def spectrum() -> list[Item]:
         noise = float_array(group, "eigenvalues", ndim=1)

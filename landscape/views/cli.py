@@ -18,6 +18,7 @@ from .export import (
     select_figures,
 )
 from .report import default_report_path, load_report, plotlyjs_outputs, write_report
+from .style import DEFAULT_LEVELS, SurfaceStyle
 from .vtk import surface_grids, write_grids
 
 
@@ -48,13 +49,21 @@ def add_view_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write every 2-D surface as a VTK StructuredGrid (.vts, opens in ParaView) into DIR")
     add_plotlyjs_argument(parser)
     parser.add_argument("--no-titles", action="store_true", help="static figures without titles")
+    parser.add_argument("--levels", type=integer(2), default=DEFAULT_LEVELS,
+                        help="contour levels of the 2-D and 3-D loss figures")
+    parser.add_argument("--vmin", type=float, default=None, help="lowest loss of the colour scale")
+    parser.add_argument("--vmax", type=float, default=None, help="highest loss of the colour scale")
+    parser.add_argument("--zmax", type=float, default=None,
+                        help="3-D surfaces: losses above it are drawn at it (clipped)")
+    parser.add_argument("--log", action="store_true", help="show the log10 loss first in 2-D and 3-D figures")
     parser.add_argument("--figure", action="append", default=None, metavar="KEY",
                         help="export only this figure (repeatable), e.g. surfaces/2d/contour")
 
 
 def run_view(args: argparse.Namespace) -> int:
     """Write the report and/or export the figures of ``args.results``; returns the exit status."""
-    report = load_report(args.results)  # fails early, with one line, on a bad file
+    style = SurfaceStyle(args.levels, args.vmin, args.vmax, args.zmax, args.log)  # checked before any file
+    report = load_report(args.results, style)  # fails early, with one line, on a bad file
     html = Path(args.output or default_report_path(args.results))
     guard_outputs([] if args.no_report else [html, *plotlyjs_outputs(html, args.plotlyjs)], [Path(args.results)])
     options = ExportOptions(formats=args.formats, preset=args.preset, dpi=args.dpi, titles=not args.no_titles,
@@ -70,7 +79,7 @@ def run_view(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if not args.no_report:
-        out = write_report(args.results, html, plotlyjs=args.plotlyjs)
+        out = write_report(args.results, html, style, plotlyjs=args.plotlyjs)
         print(f"report: {out} ({len(report.figures)} figures)")
     if args.export:
         written = export_figures(selected, args.export, options)

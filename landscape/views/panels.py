@@ -1,8 +1,10 @@
 """Panels: one small function per kind of result, registered in one place.
 
 A panel is ``fn(h5: h5py.File) -> list[Item] | None`` decorated with ``@panel(order, name,
-reads=(...))``: it returns named figures and tables for what it finds, ``None`` when the
-file holds nothing for it, and :class:`Skipped` items for parts it could not read.
+reads=(...))`` (with ``styled=True`` it is ``fn(h5, style)`` and gets the report's
+:class:`~landscape.views.style.SurfaceStyle`, ``landscape view --levels/--vmin/--vmax/--zmax/--log``):
+it returns named figures and tables for what it finds, ``None`` when the file holds nothing
+for it, and :class:`Skipped` items for parts it could not read.
 ``reads`` lists the HDF5 paths it covers, so groups that no panel covers are still shown
 (as raw attribute tables) instead of silently dropped. A panel that raises is reported as
 skipped with the reason; it never breaks the report.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import h5py
 import plotly.graph_objects as go
@@ -37,6 +40,7 @@ from ..store import SCHEMA_NAME, SCHEMA_VERSION
 from ..tracking.file import SCHEMA as TRACKER_SCHEMA
 from ..tracking.file import SCHEMA_VERSION as TRACKER_VERSION
 from .reading import Unreadable, attribute_rows, attrs_of, describe_dataset
+from .style import DEFAULT_STYLE, SurfaceStyle
 from .text import plot_safe_figure
 
 
@@ -71,7 +75,8 @@ class Skipped:
 
 Item = FigureItem | TableItem | Skipped
 VIEWABLE_SCHEMAS = {SCHEMA_NAME: SCHEMA_VERSION, TRACKER_SCHEMA: TRACKER_VERSION}  # root schema → version read
-PanelFn = Callable[[h5py.File], "list[Item] | None"]
+PanelFn = Callable[..., "list[Item] | None"]  # (h5) or, for styled panels, (h5, style)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class Panel:
     name: str
     build: PanelFn
     reads: tuple[str, ...] = ()
+    styled: bool = False  # build(h5, style)
 
 
 @dataclass
@@ -106,12 +112,13 @@ class PanelResult:
 _REGISTRY: dict[str, Panel] = {}
 
 
-def panel(order: float, name: str, reads: Sequence[str] = ()) -> Callable[[PanelFn], PanelFn]:
-    """Register ``fn`` as the panel ``name``; panels render in increasing ``order``."""
-    def register(fn: PanelFn) -> PanelFn:
+def panel(order: float, name: str, reads: Sequence[str] = (), styled: bool = False) -> Callable[[F], F]:
+    """Register ``fn`` as the panel ``name``; panels render in increasing ``order``; a
+    ``styled`` panel is called with the report's surface style too."""
+    def register(fn: F) -> F:
         if name in _REGISTRY and _REGISTRY[name].build is not fn:
             raise ValueError(f"a panel named {name!r} is already registered")
-        _REGISTRY[name] = Panel(order, name, fn, tuple(reads))
+        _REGISTRY[name] = Panel(order, name, fn, tuple(reads), styled)
         return fn
     return register
 
@@ -121,12 +128,14 @@ def registered_panels() -> list[Panel]:
     return sorted(_REGISTRY.values(), key=lambda p: (p.order, p.name))
 
 
-def run_panels(h5: h5py.File, panels: Sequence[Panel] | None = None) -> list[PanelResult]:
-    """Every panel on ``h5``; failures become :class:`Skipped` items, figures are escaped."""
+def run_panels(h5: h5py.File, panels: Sequence[Panel] | None = None,
+               style: SurfaceStyle = DEFAULT_STYLE) -> list[PanelResult]:
+    """Every panel on ``h5`` (styled ones drawn with ``style``); failures become
+    :class:`Skipped` items, figures are escaped."""
     results = []
     for p in panels if panels is not None else registered_panels():
         try:
-            items = p.build(h5)
+            items = p.build(h5, style) if p.styled else p.build(h5)
             safe = None if items is None else [
                 replace(i, figure=plot_safe_figure(i.figure)) if isinstance(i, FigureItem) else i for i in items]
         except Exception as exc:  # a broken group must not break the report

@@ -1,14 +1,13 @@
 """Figure builders: arrays in, Plotly figures out (no files, no escaping, no computing
 losses). Panels read the results file and call these; notebooks may call them directly.
 
-Grids follow the results file: ``values[i, j]`` belongs to ``(x[i], y[j])`` ('ij').
-Plotly's ``z[row][col]`` belongs to ``(x[col], y[row])``, hence the transposes below.
+The 2-D grid figures (contours, heatmap, 3-D surface) are in :mod:`.grid_plots`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -17,15 +16,6 @@ from plotly.subplots import make_subplots
 TEMPLATE = "plotly_white"
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 SPLIT_DASH = {"train": "solid", "test": "dash", "val": "dot", "valid": "dot", "validation": "dot"}
-
-
-@dataclass
-class GridVariant:
-    """One way to colour a 2-D grid (e.g. 'train loss', 'train loss (log10)')."""
-
-    label: str
-    values: np.ndarray  # [len(x), len(y)], 'ij'
-    colorbar_title: str
 
 
 @dataclass
@@ -46,6 +36,7 @@ class Curve:
     color: str = COLORS[0]
     dash: str = "solid"
     group: str = ""
+    axis: str = "y"  # "y2": the right-hand axis of a twin-axis figure
 
 
 @dataclass
@@ -59,17 +50,6 @@ class Spectrum:
     color: str = COLORS[0]
 
 
-@dataclass
-class GridAxes:
-    """The axes of a 2-D grid: coordinates, titles and the checkpoints drawn on it."""
-
-    x: np.ndarray
-    y: np.ndarray
-    x_title: str
-    y_title: str
-    markers: list[Marker] = field(default_factory=list)
-
-
 def log10_grid(values: np.ndarray) -> np.ndarray | None:
     """log10 of a grid, or None when it has no positive value (log scale would be empty)."""
     finite = values[np.isfinite(values)]
@@ -79,148 +59,96 @@ def log10_grid(values: np.ndarray) -> np.ndarray | None:
         return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
 
 
-def nearest_value(axes: GridAxes, values: np.ndarray, coords: Sequence[float]) -> float:
-    """The grid value at the grid point nearest to ``coords``."""
-    i = int(np.abs(axes.x - coords[0]).argmin())
-    j = int(np.abs(axes.y - coords[1]).argmin())
-    return float(values[i, j])
-
-
-def _variant_menu(variants: Sequence[GridVariant], args_for: Callable[[GridVariant], list],
-                  method: str = "restyle") -> list[dict]:
-    if len(variants) < 2:
-        return []
-    buttons = [dict(label=v.label, method=method, args=args_for(v)) for v in variants]
-    return [dict(buttons=buttons, direction="down", showactive=True, x=0.0, xanchor="left",
-                 y=1.0, yanchor="bottom", pad=dict(b=4))]
-
-
-def _markers_2d(axes: GridAxes) -> go.Scatter:
-    return go.Scatter(x=[m.coords[0] for m in axes.markers], y=[m.coords[1] for m in axes.markers],
-                      text=[m.label for m in axes.markers], mode="markers+text", textposition="top right",
-                      marker=dict(symbol="star", size=14, color="white", line=dict(color="black", width=1.5)),
-                      textfont=dict(color="black"), name="checkpoints", showlegend=False,
-                      hoverinfo="x+y+text")
-
-
-def _grid_layout(fig: go.Figure, title: str, axes: GridAxes, variants: Sequence[GridVariant],
-                 restyle_for: Callable[[GridVariant], list]) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
-                      xaxis_title=axes.x_title, yaxis_title=axes.y_title,
-                      updatemenus=_variant_menu(variants, restyle_for), margin=dict(t=80))
-    return fig
-
-
-def contour_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
-    """Filled contours of the first variant; a menu switches split/metric/log scale."""
-    return _planar_figure(title, axes, variants, lambda **kw: go.Contour(
-        **kw, contours=dict(showlabels=True), ncontours=25))
-
-
-def heatmap_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
-    """A heatmap of the first variant; a menu switches split/metric/log scale."""
-    return _planar_figure(title, axes, variants, go.Heatmap)
-
-
-def _planar_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant],
-                   trace: Callable[..., go.BaseTraceType]) -> go.Figure:
-    first = variants[0]
-    fig = go.Figure(trace(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
-                          colorbar=dict(title=dict(text=first.colorbar_title))))
-    if axes.markers:
-        fig.add_trace(_markers_2d(axes))
-    return _grid_layout(fig, title, axes, variants,
-                        lambda v: [{"z": [v.values.T], "colorbar.title.text": v.colorbar_title}, [0]])
-
-
-def surface3d_figure(title: str, axes: GridAxes, variants: Sequence[GridVariant]) -> go.Figure:
-    """A 3-D surface with the checkpoints drawn on it (their z follows the menu)."""
-    first = variants[0]
-
-    def marker_z(v: GridVariant) -> list[float]:
-        # lifted by 2 % of the z range so the point is not hidden inside the surface
-        finite = v.values[np.isfinite(v.values)]
-        lift = 0.02 * float(finite.max() - finite.min()) if finite.size else 0.0
-        return [nearest_value(axes, v.values, m.coords) + lift for m in axes.markers]
-
-    fig = go.Figure(go.Surface(x=axes.x, y=axes.y, z=first.values.T, colorscale="Viridis",
-                               colorbar=dict(title=dict(text=first.colorbar_title))))
-    traces = [0]
-    if axes.markers:
-        fig.add_trace(go.Scatter3d(x=[m.coords[0] for m in axes.markers], y=[m.coords[1] for m in axes.markers],
-                                   z=marker_z(first), text=[m.label for m in axes.markers],
-                                   mode="markers+text",
-                                   marker=dict(size=6, color="red", line=dict(color="black", width=1)),
-                                   name="checkpoints", showlegend=False))
-        traces = [0, 1]
-
-    def update(v: GridVariant) -> list:  # data and the z axis title change together
-        z = [v.values.T] + ([marker_z(v)] if axes.markers else [])
-        return [{"z": z, "colorbar.title.text": v.colorbar_title}, {"scene.zaxis.title.text": v.colorbar_title},
-                traces]
-
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
-                      scene=dict(xaxis_title=axes.x_title, yaxis_title=axes.y_title,
-                                 zaxis_title=first.colorbar_title, aspectmode="manual",
-                                 aspectratio=dict(x=1, y=1, z=0.7),
-                                 camera=dict(eye=dict(x=1.2, y=-1.2, z=1.6))),  # high enough to see the minimum
-                      updatemenus=_variant_menu(variants, update, method="update"),
-                      margin=dict(t=80, l=0, r=0, b=0))
-    return fig
-
-
 def _log_y_menu() -> list[dict]:
-    return [dict(type="buttons", direction="right", x=0.0, xanchor="left", y=1.0, yanchor="bottom",
-                 pad=dict(b=4), showactive=True,
+    # above the plot area, right-aligned: the title is centred above it, no data under it
+    return [dict(type="buttons", direction="right", x=1.0, xanchor="right", y=1.01, yanchor="bottom",
+                 pad=dict(t=0, b=0), showactive=True,
                  buttons=[dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
                           dict(label="log", method="relayout", args=[{"yaxis.type": "log"}])])]
 
 
+# a legend below the x axis title, outside the plot area: it never covers the curves' ends
+LEGEND_BELOW = dict(orientation="h", xref="container", x=0.5, xanchor="center", yref="container", y=0.0,
+                    yanchor="bottom")
+
+
 def curves_figure(title: str, x_title: str, y_title: str, curves: Sequence[Curve],
-                  markers: Sequence[Marker] = ()) -> go.Figure:
-    """Overlaid 1-D curves (colour per surface, dash per split); checkpoints as vertical lines."""
+                  markers: Sequence[Marker] = (), y2_title: str = "", subtitle: str = "") -> go.Figure:
+    """Overlaid 1-D curves (dash per split); curves on ``axis="y2"`` use a right-hand axis
+    titled ``y2_title`` (loss and accuracy on twin axes); checkpoints as vertical lines."""
     fig = go.Figure()
     for curve in curves:
         fig.add_trace(go.Scatter(x=curve.x, y=curve.y, name=curve.label, mode="lines+markers",
-                                 line=dict(color=curve.color, dash=curve.dash), marker=dict(size=4),
-                                 legendgroup=curve.group or None))
+                                 line=dict(color=curve.color, dash=curve.dash, width=2), marker=dict(size=4),
+                                 legendgroup=curve.group or None, yaxis=curve.axis,
+                                 hovertemplate=f"{x_title} = %{{x:.3g}}<br>{curve.label} = %{{y:.4g}}"
+                                               "<extra></extra>"))
     labels_at: dict[float, list[str]] = {}
     for marker in markers:  # one line per position; labels of coinciding checkpoints joined
         labels = labels_at.setdefault(round(float(marker.coords[0]), 12), [])
         if marker.label not in labels:
             labels.append(marker.label)
     for x, labels in labels_at.items():
-        fig.add_vline(x=x, line=dict(color="gray", dash="dot", width=1),
-                      annotation_text=", ".join(labels), annotation_position="top")
-    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
-                      xaxis_title=x_title, yaxis_title=y_title, updatemenus=_log_y_menu(),
-                      margin=dict(t=90), legend=dict(orientation="v"))
+        fig.add_vline(x=x, line=dict(color="gray", dash="dot", width=1),  # labelled inside the plot area
+                      annotation=dict(text=", ".join(labels), bgcolor="rgba(255,255,255,0.8)"),
+                      annotation_position="top right")
+    twin = any(c.axis == "y2" for c in curves)
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center", y=0.985, yref="container",
+                                                    yanchor="top", subtitle=dict(text=subtitle)),
+                      xaxis_title=x_title, yaxis=dict(title=y_title, color=COLORS[0] if twin else None),
+                      updatemenus=_log_y_menu(), margin=dict(t=125, b=95), legend=LEGEND_BELOW)
+    if twin:  # its own ticks (not synced to the left grid), from 0
+        fig.update_layout(yaxis2=dict(title=y2_title, overlaying="y", side="right", showgrid=False,
+                                      color=COLORS[1], rangemode="tozero", tickmode="auto"))
     return fig
 
 
-def spectrum_figure(title: str, spectra: Sequence[Spectrum], y_title: str = "eigenvalue") -> go.Figure:
-    """Eigenvalues by index with residual norms as error bars; unconverged ones drawn as
-    red crosses in their own legend entry so they cannot be mistaken for results."""
+def spectrum_figure(title: str, spectra: Sequence[Spectrum], y_title: str = "eigenvalue",
+                    note: str = "") -> go.Figure:
+    """Eigenvalues by index as stems from 0 with residual norms as error bars; unconverged
+    ones drawn as red crosses in their own legend entry so they cannot be mistaken for
+    results. The y axis spans 0 and every value with its error bar (10 % headroom), so stems
+    are read from 0; ``note`` (the trace) is written in the plot's top right corner."""
     fig = go.Figure()
-    for spectrum in spectra:
+    offsets = np.linspace(-0.12, 0.12, len(spectra)) if len(spectra) > 1 else [0.0]
+    high, low = 0.0, 0.0
+    for spectrum, offset in zip(spectra, offsets):
         values = np.asarray(spectrum.eigenvalues, dtype=np.float64)
-        index = np.arange(1, len(values) + 1)
+        index = np.arange(1, len(values) + 1) + offset
         residuals = (np.asarray(spectrum.residuals, dtype=np.float64) if spectrum.residuals is not None
-                     else None)
+                     else np.zeros(len(values)))
         converged = (np.asarray(spectrum.converged, dtype=bool) if spectrum.converged is not None
                      else np.ones(len(values), dtype=bool))
-        for mask, suffix, style in ((converged, "", dict(symbol="circle", size=8, color=spectrum.color)),
+        finite = np.isfinite(values)
+        spread = np.nan_to_num(residuals[finite])
+        high = max([high, *(values[finite] + spread)])
+        low = min([low, *(values[finite] - spread)])
+        stems_x = [v for i in index[finite] for v in (i, i, None)]
+        stems_y = [v for y in values[finite] for v in (0.0, y, None)]
+        fig.add_trace(go.Scatter(x=stems_x, y=stems_y, mode="lines", line=dict(color=spectrum.color, width=1.5),
+                                 hoverinfo="skip", showlegend=False, legendgroup=spectrum.label))
+        for mask, suffix, style in ((converged, "", dict(symbol="circle", size=9, color=spectrum.color)),
                                     (~converged, " (not converged)",
                                      dict(symbol="x", size=11, color="red", line=dict(width=1)))):
             if not mask.any():
                 continue
-            error = (dict(type="data", array=residuals[mask], visible=True, thickness=1.2)
-                     if residuals is not None else None)
-            fig.add_trace(go.Scatter(x=index[mask], y=values[mask], mode="markers", marker=style,
-                                     error_y=error, name=spectrum.label + suffix))
+            error = (dict(type="data", array=residuals[mask], visible=True, thickness=1.5, width=6)
+                     if spectrum.residuals is not None else None)
+            fig.add_trace(go.Scatter(
+                x=index[mask], y=values[mask], mode="markers", marker=style, error_y=error,
+                name=spectrum.label + suffix, legendgroup=spectrum.label, customdata=residuals[mask],
+                text=[f"λ{k}" for k in np.arange(1, len(values) + 1)[mask]],
+                hovertemplate="%{text} = %{y:.6g}<br>residual ‖Hv − λv‖ = %{customdata:.2g}<extra></extra>"))
+    headroom = 0.1 * (high - low) if high > low else 1.0
+    count = max((len(s.eigenvalues) for s in spectra), default=0)
     fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.5, xanchor="center"),
-                      xaxis_title="index", yaxis_title=y_title, margin=dict(t=70))
-    fig.update_xaxes(dtick=1 if max((len(s.eigenvalues) for s in spectra), default=0) <= 20 else None)
+                      xaxis=dict(title="index", range=[0.4, count + 0.6], dtick=1 if count <= 20 else None),
+                      yaxis=dict(title=y_title, range=[low - headroom if low < 0 else 0.0, high + headroom],
+                                 zeroline=True, zerolinecolor="#888"),
+                      margin=dict(t=70, b=95), legend=LEGEND_BELOW)
+    if note:
+        fig.add_annotation(text=note, xref="paper", yref="paper", x=0.99, y=0.98, xanchor="right", yanchor="top",
+                           showarrow=False, bgcolor="rgba(255,255,255,0.9)", bordercolor="#999", borderwidth=1)
     return fig
 
 

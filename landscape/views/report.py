@@ -26,6 +26,7 @@ from .. import __version__
 from ..errors import LandscapeError
 from ..store import open_results, read_attr
 from .panels import VIEWABLE_SCHEMAS, FigureItem, PanelResult, Skipped, TableItem, run_panels, schema_notes
+from .style import DEFAULT_STYLE, SurfaceStyle
 from .text import html_text as esc
 
 
@@ -48,16 +49,17 @@ class Report:
         return [s for r in self.results for s in r.skipped]
 
 
-def build_report(h5: h5py.File, source: str) -> Report:
-    """Run every panel on the open file ``h5`` (``source`` names it in the report)."""
-    return Report(source, run_panels(h5), schema_notes(h5))
+def build_report(h5: h5py.File, source: str, style: SurfaceStyle = DEFAULT_STYLE) -> Report:
+    """Run every panel on the open file ``h5`` (``source`` names it in the report); surfaces
+    are drawn with ``style``."""
+    return Report(source, run_panels(h5, style=style), schema_notes(h5))
 
 
-def load_report(path: str | os.PathLike) -> Report:
+def load_report(path: str | os.PathLike, style: SurfaceStyle = DEFAULT_STYLE) -> Report:
     """Open ``path`` (a clear :class:`LandscapeError` if it is not a results file) and run
     every panel on it."""
     with open_results(path, tuple(VIEWABLE_SCHEMAS)) as h5:
-        return build_report(h5, str(path))
+        return build_report(h5, str(path), style)
 
 
 def default_report_path(results_path: str | os.PathLike) -> Path:
@@ -93,13 +95,13 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def write_report(path: str | os.PathLike, out_html: str | os.PathLike | None = None,
-                 plotlyjs: str = "directory") -> Path:
+                 style: SurfaceStyle = DEFAULT_STYLE, plotlyjs: str = "directory") -> Path:
     """Write the HTML report of the results file ``path`` (plotly.js as ``plotlyjs`` says, see
-    :data:`PLOTLYJS_MODES`); returns its path."""
+    :data:`PLOTLYJS_MODES`), surfaces drawn with ``style``; returns its path."""
     out = Path(out_html) if out_html is not None else default_report_path(path)
     tag = plotlyjs_tag(plotlyjs)  # checks the mode before anything is written
     with open_results(path, tuple(VIEWABLE_SCHEMAS)) as h5:
-        report = build_report(h5, str(path))
+        report = build_report(h5, str(path), style)
         header = {k: read_attr(h5.attrs[k]) for k in ("checkpoint_path", "model_spec", "created_utc")
                   if k in h5.attrs}
     for js in plotlyjs_outputs(out, plotlyjs):
@@ -128,10 +130,13 @@ figure { margin: 0; flex: 1 1 560px; min-width: 420px; }
 figcaption { font-size: 12px; color: #555; margin-top: 2px; }
 .lsplot { width: 100%; height: 460px; }
 .lsplot.tall { height: 560px; }
+figure.scene3d { flex: 0 1 780px; }  /* a 3-D scene as wide as it is drawn: its colour bar stays beside it */
 table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f3f6; }
-td { word-break: break-word; max-width: 720px; }
+.table { overflow-x: auto; }
+td { word-break: normal; overflow-wrap: normal; max-width: 720px; }
+td:first-child { white-space: nowrap; }
 .notes { background: #fff8e1; border: 1px solid #f0d48a; border-radius: 6px; padding: 8px 16px; margin-top: 14px;
          font-size: 14px; }
 .skipped { color: #8a4b00; font-size: 13px; }
@@ -199,8 +204,9 @@ def render_html(report: Report, header: dict | None = None, plotlyjs_script: str
                 height = item.figure.layout.height
                 style = f' style="height: {int(height)}px"' if height else ""
                 caption = f"<figcaption>{esc(item.caption)}</figcaption>" if item.caption else ""
+                box = ' class="scene3d"' if tall else ""
                 figures_html.append(
-                    f'<figure><div class="lsplot{tall}"{style} id="{plot_id}" data-key="{esc(item.key)}" '
+                    f'<figure{box}><div class="lsplot{tall}"{style} id="{plot_id}" data-key="{esc(item.key)}" '
                     f'data-filename="{esc(_file_name(item.key))}"></div>{caption}</figure>')
                 data_blocks.append(f'<script type="application/json" class="figure-data" '
                                    f'data-target="{plot_id}">{_figure_json(item.figure)}</script>')
@@ -232,10 +238,10 @@ def render_html(report: Report, header: dict | None = None, plotlyjs_script: str
     )
 
 
-def figures(path: str | os.PathLike) -> dict[str, go.Figure]:
+def figures(path: str | os.PathLike, style: SurfaceStyle = DEFAULT_STYLE) -> dict[str, go.Figure]:
     """Every figure the report of ``path`` would show, keyed like ``surfaces/2d/contour``
     (for notebooks: ``figures("scan.h5")["surfaces/2d/contour"].show()``)."""
-    return load_report(path).figures
+    return load_report(path, style).figures
 
 
 def tables(path: str | os.PathLike) -> dict[str, TableItem]:

@@ -15,8 +15,10 @@ import numpy as np
 
 from ..surfaces.refine import refinement
 from . import plots
+from .grid_plots import GridAxes, GridVariant, contour_figure, heatmap_figure, surface3d_figure
 from .panels import FigureItem, Item, Skipped, TableItem, child_groups, group_at, panel, try_part
 from .reading import Unreadable, attribute_rows, attrs_of, dataset, float_array, format_value, text_list
+from .style import DEFAULT_STYLE, SurfaceStyle
 
 
 @dataclass
@@ -108,17 +110,45 @@ def _ordered_metrics(metrics: Sequence[str]) -> list[str]:
     return sorted(metrics, key=lambda m: (m != "loss", m))
 
 
-def grid_variants(surface: SurfaceData) -> list[plots.GridVariant]:
-    """Train loss first, then its log10, then every other split/metric (and their logs)."""
+def grid_variants(surface: SurfaceData) -> list[GridVariant]:
+    """Train loss first, then its log10, then every other split/metric (and their logs); the
+    hover of each shows every metric of its split at the point."""
+    where = surface_origin(surface.attrs)
     variants = []
     for split in sorted(surface.values, key=lambda s: (s != "train", s)):
+        hover = tuple((f"{split} {m}", surface.values[split][m]) for m in _ordered_metrics(list(surface.values[split])))
         for metric in _ordered_metrics(list(surface.values[split])):
             grid = surface.values[split][metric]
-            variants.append(plots.GridVariant(f"{split} {metric}", grid, metric))
+            name = f"{split} {metric}"
+            variants.append(GridVariant(name, grid, name, metric, False, hover, f"{name.capitalize()} around {where}"))
             log = plots.log10_grid(grid) if metric != "accuracy" else None
             if log is not None:
-                variants.append(plots.GridVariant(f"{split} {metric} (log10)", log, f"log10 {metric}"))
+                variants.append(GridVariant(f"{name} (log10)", log, f"log10 {name}", metric, True, hover,
+                                            f"{name.capitalize()} around {where}, log10 scale"))
     return variants
+
+
+def surface_origin(attrs: dict) -> str:
+    """Where a surface is centred, for titles: θ* for a scan's surfaces."""
+    origin = str(attrs.get("origin", "checkpoint") or "checkpoint")
+    return "θ*" if origin == "checkpoint" else origin
+
+
+def directions_caption(h5: h5py.File, names: Sequence[str]) -> str:
+    """'random directions d0, d1, filter-normalized' from the directions' attributes."""
+    kinds, norms = [], []
+    for name in names:
+        attrs = attrs_of(h5[f"directions/{name}"]) if group_at(h5, f"directions/{name}") is not None else {}
+        kinds.append(str(attrs.get("kind", "") or ""))
+        norms.append(str(attrs.get("normalization", "") or ""))
+    kind = kinds[0] if len(set(kinds)) == 1 and kinds[0] else "/".join(k or "?" for k in kinds)
+    norm = norms[0] if len(set(norms)) == 1 else "/".join(n or "?" for n in norms)
+    text = f"{kind + ' ' if kind else ''}direction{'s' if len(names) > 1 else ''} {', '.join(names)}"
+    if norm and norm != "none":
+        text += f", {norm}-normalized"
+    elif norm == "none":
+        text += ", not normalized"
+    return text
 
 
 def complete_part(surface: SurfaceData) -> tuple[SurfaceData, str]:
@@ -145,23 +175,29 @@ def _incomplete_note(group: h5py.Group) -> str:
     return "" if bool(np.asarray(complete).item()) else "incomplete: the scan was interrupted here"
 
 
-def _surface_2d_items(name: str, group: h5py.Group) -> list[Item]:
+def _symbols(surface: SurfaceData) -> tuple[str, str]:
+    greek = {"alpha": "α", "beta": "β"}
+    return greek.get(surface.axis_names[0], surface.axis_names[0]), greek.get(surface.axis_names[1],
+                                                                               surface.axis_names[1])
+
+
+def _surface_2d_items(name: str, group: h5py.Group, style: SurfaceStyle) -> list[Item]:
     surface, done_caption = complete_part(read_surface(name, group))
     if len(surface.axes) != 2:
         return []
-    axes = plots.GridAxes(surface.axes[0], surface.axes[1], _axis_title(surface, 0), _axis_title(surface, 1),
-                          surface.markers)
+    subtitle = f"surfaces/{name}: {directions_caption(group.file, surface.directions)}" \
+        if surface.directions else f"surfaces/{name}"
+    axes = GridAxes(surface.axes[0], surface.axes[1], _axis_title(surface, 0), _axis_title(surface, 1),
+                    surface.markers, *_symbols(surface), subtitle)
     variants = grid_variants(surface)
     caption = " ".join(c for c in (done_caption, _incomplete_note(group)) if c)
     key = f"surfaces/{name}"
     return [
         *surface.skipped,
-        FigureItem(f"{key}/contour", f"{name}: contours", plots.contour_figure(f"{name}: contours", axes, variants),
+        FigureItem(f"{key}/contour", f"{name}: contours", contour_figure(name, axes, variants, style), caption),
+        FigureItem(f"{key}/heatmap", f"{name}: heatmap", heatmap_figure(name, axes, variants, style), caption),
+        FigureItem(f"{key}/surface3d", f"{name}: 3-D surface", surface3d_figure(name, axes, variants, style),
                    caption),
-        FigureItem(f"{key}/heatmap", f"{name}: heatmap", plots.heatmap_figure(f"{name}: heatmap", axes, variants),
-                   caption),
-        FigureItem(f"{key}/surface3d", f"{name}: 3-D surface",
-                   plots.surface3d_figure(f"{name}: 3-D surface", axes, variants), caption),
     ]
 
 
@@ -172,58 +208,55 @@ def _surface_ndim(group: h5py.Group) -> int:
     return len(text_list(group.attrs.get("axes", ""))) or (2 if "beta" in group else 1)
 
 
-@panel(order=10, name="2-D surfaces", reads=("surfaces",))
-def surfaces_2d_panel(h5: h5py.File) -> list[Item] | None:
+@panel(order=10, name="2-D surfaces", reads=("surfaces",), styled=True)
+def surfaces_2d_panel(h5: h5py.File, style: SurfaceStyle = DEFAULT_STYLE) -> list[Item] | None:
     """Contour, heatmap and 3-D figures of every 2-D surface."""
     groups = [(n, g) for n, g in child_groups(h5, "surfaces") if _surface_ndim(g) != 1]
     if not groups:
         return None
     items: list[Item] = []
     for name, group in groups:
-        items += try_part(f"surfaces/{name}", functools.partial(_surface_2d_items, name, group))
+        items += try_part(f"surfaces/{name}", functools.partial(_surface_2d_items, name, group, style))
     return items
 
 
 @panel(order=20, name="1-D curves", reads=("surfaces",))
 def curves_1d_panel(h5: h5py.File) -> list[Item] | None:
-    """One figure per metric overlaying every 1-D surface (train and test) with its checkpoints."""
+    """One figure per 1-D surface: loss (left axis) and accuracy (right axis), train solid and
+    test dashed, with its checkpoints; metrics beyond those two get a figure each."""
     # lines between compared checkpoints (they have a barrier) are drawn by the lines panel
     groups = [(n, g) for n, g in child_groups(h5, "surfaces") if _surface_ndim(g) == 1 and f"barriers/{n}" not in h5]
     if not groups:
         return None
     items: list[Item] = []
-    surfaces: list[SurfaceData] = []
-    captions: list[str] = []
     for name, group in groups:
-        def read(name: str = name, group: h5py.Group = group) -> list[Item]:
-            surface, caption = complete_part(read_surface(name, group))
-            surfaces.append(surface)
-            if caption:
-                captions.append(f"{name}: {caption}")
-            return list(surface.skipped)
-        items += try_part(f"surfaces/{name}", read)
-    if not surfaces:
-        return items
-    metrics = _ordered_metrics(sorted({m for s in surfaces for split in s.values.values() for m in split}))
-    several = len(surfaces) > 1
-    for metric in metrics:
-        curves, markers = [], []
-        for k, surface in enumerate(surfaces):
-            color = plots.COLORS[k % len(plots.COLORS)]
-            for split in sorted(surface.values, key=lambda s: (s != "train", s)):
-                if metric not in surface.values[split]:
-                    continue
-                label = f"{surface.name} {split}" if several else split
-                curves.append(plots.Curve(label, surface.axes[0], surface.values[split][metric], color,
-                                          plots.SPLIT_DASH.get(split, "dashdot"), surface.name))
-            markers += surface.markers
-        if not curves:
-            continue
-        x_titles = {_axis_title(s, 0) for s in surfaces}
-        x_title = x_titles.pop() if len(x_titles) == 1 else "coordinate along each surface's direction"
-        title = f"1-D {metric}"
-        items.append(FigureItem(f"curves/{metric}", title,
-                                plots.curves_figure(title, x_title, metric, curves, markers), "; ".join(captions)))
+        items += try_part(f"surfaces/{name}", functools.partial(_curve_items, h5, name, group))
+    return items
+
+
+def _curve_items(h5: h5py.File, name: str, group: h5py.Group) -> list[Item]:
+    surface, caption = complete_part(read_surface(name, group))
+    if len(surface.axes) != 1:
+        return list(surface.skipped)
+    splits = sorted(surface.values, key=lambda s: (s != "train", s))
+    metrics = _ordered_metrics(sorted({m for split in surface.values.values() for m in split}))
+    left = metrics[0]
+    right = "accuracy" if "accuracy" in metrics and left != "accuracy" else ""
+    subtitle = f"surfaces/{name}: {directions_caption(h5, surface.directions)}" if surface.directions \
+        else f"surfaces/{name}"
+    x_title = _axis_title(surface, 0)
+    items: list[Item] = list(surface.skipped)
+    for shown in [[left, right] if right else [left]] + [[m] for m in metrics if m not in (left, right)]:
+        curves = [plots.Curve(f"{split} {metric}", surface.axes[0], surface.values[split][metric],
+                              plots.COLORS[k], plots.SPLIT_DASH.get(split, "dashdot"), split,
+                              "y2" if k == 1 else "y")
+                  for k, metric in enumerate(m for m in shown if m) for split in splits
+                  if metric in surface.values[split]]
+        title = " and ".join(m for m in shown if m).capitalize() + f" along {name}"
+        key = f"curves/{name}" if shown[0] == left else f"curves/{name}/{shown[0]}"
+        figure = plots.curves_figure(title, x_title, shown[0], curves, surface.markers,
+                                     y2_title=shown[1] if len(shown) > 1 else "", subtitle=subtitle)
+        items.append(FigureItem(key, title, figure, caption))
     return items
 
 
