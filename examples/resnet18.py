@@ -14,11 +14,11 @@ the 1-D and 2-D surfaces on 5 and 5×5 points, the top-5 Hessian eigenvalues and
 each on 256 train and 256 test examples. The scan reads your own arrays with
 ``-- --data file.npz`` (x_train [n, 3, 32, 32] float32, y_train [n] int64, x_test, y_test).
 
-Measured at width 64 on the 2-core AMD EPYC VM (see benchmarks/RESULTS.md for the machine and
-load; one torch thread): training takes about 21 CPU-seconds per epoch of 512 images; the
-scan (``--points 5 --max-examples 256``) more than 32 CPU-minutes (52 minutes of wall time on
-the loaded VM, stopped unfinished; the 30 surface points took 7 of them, the curvature step
-the rest) and a peak of 5.6 GiB resident.
+Measured at width 64 on the 2-core AMD EPYC VM (torch's 2 threads, load 6–9 from other jobs;
+see benchmarks/RESULTS.md): ``--epochs 1 --points 5 --max-examples 64`` trains in 102 s and
+scans in 56 minutes of wall time (20.4 CPU-minutes, peak 6.5 GiB resident): 4.5 minutes of
+surface points, 23.5 of top-5 eigenvalues, 27 of Hutch++ trace. At ``--max-examples 256`` the
+scan ran past 32 CPU-minutes (stopped unfinished).
 """
 
 from __future__ import annotations
