@@ -38,8 +38,6 @@ class Batches(Sequence[Batch]):
     largest: Batch
     cached_bytes: int  # device bytes this split holds for the whole run
 
-    shard: Shard | None = None  # set on the splits of a data-parallel run (ShardedBatches)
-
     @property
     def num_examples(self) -> int:
         """Examples in the split (over every rank in a data-parallel run)."""
@@ -166,9 +164,9 @@ class ShardedBatches(Batches):
     on every rank, so BatchNorm statistics are computed as by one process.
     """
 
-    def __init__(self, local: Batches, shard: Shard, global_sizes: list[int], positions: list[int],
-                 head: list[Batch], head_bytes: int) -> None:
-        self.local, self.shard, self.global_sizes = local, shard, tuple(global_sizes)
+    def __init__(self, local: Batches, global_sizes: list[int], positions: list[int], head: list[Batch],
+                 head_bytes: int) -> None:
+        self.local, self.global_sizes = local, tuple(global_sizes)
         self.name, self.mode, self.sizes = local.name, local.mode, local.sizes
         self.first, self.largest = local.first, local.largest
         self._positions, self._head = tuple(positions), head
@@ -258,7 +256,7 @@ def load_split(source: Iterable[Any], name: str, device: torch.device, dtype: to
         local_read, sizes, positions, head = shard_split(read, name, shard, device, dtype, head_count)
         local = _load(local_read, source, name, device, dtype, mode, budget_bytes, False,
                       lambda first_size: len(positions))
-        return ShardedBatches(local, shard, sizes, positions, head, sum(batch_bytes(b, dtype) for b in head))
+        return ShardedBatches(local, sizes, positions, head, sum(batch_bytes(b, dtype) for b in head))
     return _load(read, source, name, device, dtype, mode, budget_bytes, one_shot,
                  lambda first_size: _expected_batches(source, first_size, max_batches, max_examples))
 
