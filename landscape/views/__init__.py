@@ -12,6 +12,7 @@ module is imported, so every panel module is imported here, once (each imports t
 """
 
 from . import analysis_panels, basin_panels, flatness_panels, layer_panels, surface_panels  # noqa: F401  (importing them registers their panels)
+from . import trajectory_panels as trajectory_panels  # noqa: F401  (registers its panel)
 from .export import ExportOptions, export_figures, export_results, paper_figure
 from .panels import FigureItem, Skipped, TableItem, panel, registered_panels
 from .report import build_report, default_report_path, figures, load_report, tables, write_report
