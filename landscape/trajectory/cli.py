@@ -32,7 +32,7 @@ def add_trajectory_arguments(parser: argparse.ArgumentParser) -> None:
                              "(and ends the trajectory when its weights differ from the last record)")
     add_problem_arguments(parser, output_name="trajectory")
     add_grid_arguments(parser, dims=False, range_help="axis range on the PCA plane: MIN MAX for both axes, or "
-                       f"MIN MAX MIN MAX (default: every checkpoint, plus {MARGIN:.0%} of each axis's extent)")
+                       f"MIN MAX MIN MAX (default: every checkpoint, plus {MARGIN:g} × each axis's extent per side)")
 
 
 def load_trajectory(args: argparse.Namespace, source: Source) -> Trajectory:

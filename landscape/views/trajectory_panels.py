@@ -62,7 +62,7 @@ def trajectory_figure(title: str, axes: plots.GridAxes | None, variants: Sequenc
     return fig
 
 
-@panel(order=15, name="Training trajectory", reads=(PATH,))
+@panel(order=48, name="Training trajectory", reads=(PATH,))
 def trajectory_panel(h5: h5py.File) -> list[Item] | None:
     """The path on its PCA plane's loss surface, and a table of the checkpoints."""
     group = group_at(h5, PATH)
