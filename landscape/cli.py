@@ -26,6 +26,7 @@ from .errors import LandscapeError
 from .noise import cli as noise_cli
 from .options import HelpFormatter, Parser
 from .surfaces import cli as surfaces_cli
+from .trajectory import cli as trajectory_cli
 from .views import cli as view_cli
 
 EXAMPLES = """\
@@ -36,6 +37,8 @@ examples:
   landscape interpolate a.pt b.pt                  # loss along the line from a to b
   landscape interpolate a.pt b.pt c.pt             # the plane through three checkpoints
   landscape compare sgd.pt sam.pt swa.pt --labels SGD,SAM,SWA   # sharpness measures side by side
+  landscape trajectory runs/                        # the training path on its PCA plane's loss surface
+  landscape trajectory runs/                        # the training path on its PCA plane's loss surface
   landscape info scan.h5                            # what a results file holds
 """
 
@@ -64,6 +67,7 @@ COMMANDS: list[Command] = [
     ("hessian", curvature_cli.HELP, curvature_cli.add_arguments, curvature_cli.run),
     ("noise", noise_cli.HELP, noise_cli.add_noise_arguments, noise_cli.run_noise),
     ("compare", compare_cli.HELP, compare_cli.add_compare_arguments, compare_cli.run_compare),
+    ("trajectory", trajectory_cli.HELP, trajectory_cli.add_trajectory_arguments, trajectory_cli.run_trajectory),
     ("view", view_cli.VIEW_HELP, view_cli.add_view_arguments, view_cli.run_view),
     ("info", "print what a results file holds", _add_info, _run_info),
 ]

@@ -91,3 +91,28 @@ def test_edge_of_stability_quick_run(tmp_path: Path, monkeypatch) -> None:
         assert (run.series["lambda_max"] > 0).all() and (run.series["lambda_max_residual"] <= 1e-4).all()
         assert summary["lambda_max_final"] == pytest.approx(float(run.series["lambda_max"][-1]), rel=1e-5)
     assert "| η" in (tmp_path / "summary.md").read_text()
+
+
+def test_gd_vs_sgd_quick_run(tmp_path: Path, monkeypatch) -> None:
+    """Every arm trained and measured (accuracy, λ_max, trace, gradient noise), and seed 0's
+    paths drawn by `landscape trajectory` with an explained variance in (0, 1] per axis."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = _load("gd_vs_sgd")
+    monkeypatch.delitem(sys.modules, "common")
+    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
+
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["study"] == "gd_vs_sgd" and payload["quick"] is True
+    assert {run["method"] for run in payload["runs"]} == {"SGD", "GD", "GD + clip", "GD + clip + reg"}
+    assert _finite(payload["runs"])
+    for run in payload["runs"]:
+        m = run["measurement"]
+        assert m["lambda_max"] > 0 and m["trace"] > 0 and m["trace_sigma"] > 0 and m["b_simple"] > 0
+        assert 0 <= m["test_accuracy"] <= 1
+    steps = {run["method"]: run["training"]["steps"] for run in payload["runs"]}
+    assert steps["SGD"] == 45 * steps["GD"]  # same epochs: 45 mini-batches of 32 per epoch
+    for path in payload["trajectories"].values():
+        ratio = path["explained_variance"]
+        assert all(0 < r <= 1 for r in ratio) and len(path["steps"]) == 5
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Geiping et al. (2022)" in summary and "Agreement, claim by claim" in summary

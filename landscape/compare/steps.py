@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from torch import Tensor
 
 from ..errors import LandscapeError
 from ..problem import Problem
@@ -47,19 +48,24 @@ def check_same_architecture(checkpoints: Sequence[Checkpoint]) -> None:
     """Refuse checkpoints whose trainable parameters differ in name or shape from the first's."""
     first = checkpoints[0]
     for other in checkpoints[1:]:
-        names_a, names_b = list(first.problem.params), list(other.problem.params)
-        missing = [n for n in names_a if n not in other.problem.params]
-        extra = [n for n in names_b if n not in first.problem.params]
-        if missing or extra:
-            what = f"lacks '{missing[0]}'" if missing else f"has '{extra[0]}', which the first lacks"
-            raise LandscapeError(f"checkpoint '{other.path}' {what}: compare needs checkpoints of one "
-                                 f"architecture (same parameter names as '{first.path}')")
-        for name in names_a:
-            shape_a, shape_b = tuple(first.problem.params[name].shape), tuple(other.problem.params[name].shape)
-            if shape_a != shape_b:
-                raise LandscapeError(f"checkpoint '{other.path}': parameter '{name}' has shape {list(shape_b)}, "
-                                     f"'{first.path}' has {list(shape_a)}; compare needs checkpoints of one "
-                                     "architecture")
+        check_same_parameters(first.problem.params, first.path, other.problem.params, other.path, "compare")
+
+
+def check_same_parameters(reference: Mapping[str, Tensor], reference_path: str, other: Mapping[str, Tensor],
+                          other_path: str, command: str) -> None:
+    """One line when ``other``'s trainable parameters differ in name or shape from ``reference``'s."""
+    missing = [n for n in reference if n not in other]
+    extra = [n for n in other if n not in reference]
+    if missing or extra:
+        what = f"lacks '{missing[0]}'" if missing else f"has '{extra[0]}', which the first lacks"
+        raise LandscapeError(f"checkpoint '{other_path}' {what}: {command} needs checkpoints of one "
+                             f"architecture (same parameter names as '{reference_path}')")
+    for name in reference:
+        shape_a, shape_b = tuple(reference[name].shape), tuple(other[name].shape)
+        if shape_a != shape_b:
+            raise LandscapeError(f"checkpoint '{other_path}': parameter '{name}' has shape {list(shape_b)}, "
+                                 f"'{reference_path}' has {list(shape_a)}; {command} needs checkpoints of one "
+                                 "architecture")
 
 
 def on_problem(step: ScanStep, problem: Problem) -> ScanStep:

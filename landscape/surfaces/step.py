@@ -71,10 +71,12 @@ def surface_bytes(spec: SurfaceSpec, num_metrics: int) -> int:
 
 
 def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None, *,
-                 show_progress: bool = True, budget: TimeBudget | None = None) -> ScanStep:
+                 origin_label: str = "first checkpoint", show_progress: bool = True,
+                 budget: TimeBudget | None = None) -> ScanStep:
     """Evaluate ``spec`` around ``origin`` (θ* by default) coarse to fine
     (:func:`~landscape.surfaces.refine.coarse_to_fine`), storing each chunk as it finishes;
-    once ``budget`` is spent, stop after the chunk in flight (:class:`BudgetSpent`)."""
+    once ``budget`` is spent, stop after the chunk in flight (:class:`BudgetSpent`).
+    ``origin_label`` names a given ``origin`` in the ``origin`` attribute."""
     def check(problem: Problem) -> None:
         for split in spec.splits:
             problem.batches(split)  # a clear error for an unknown split
@@ -82,7 +84,7 @@ def surface_step(spec: SurfaceSpec, origin: Mapping[str, Tensor] | None = None, 
                      f"({' × '.join(str(len(a)) for a in spec.axes)} points)", "use fewer --points")
 
     def run(problem: Problem, writer: ResultsWriter) -> None:
-        attrs: dict[str, Any] = {"origin": "checkpoint" if origin is None else "first checkpoint"}
+        attrs: dict[str, Any] = {"origin": "checkpoint" if origin is None else origin_label}
         if spec.markers is not None:
             attrs["markers"] = np.asarray(spec.markers, dtype=np.float64)
             attrs["marker_labels"] = spec.marker_labels or []

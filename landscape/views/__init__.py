@@ -12,7 +12,15 @@ New panels: see :mod:`landscape.views.panels` (the registry). The panels registe
 module is imported, so every panel module is imported here, once (each imports the registry itself).
 """
 
-from . import analysis_panels, basin_panels, flatness_panels, layer_panels, surface_panels, tracker_panels  # noqa: F401  (importing them registers their panels)
+from . import (  # noqa: F401  (importing them registers their panels)
+    analysis_panels,
+    basin_panels,
+    flatness_panels,
+    layer_panels,
+    surface_panels,
+    tracker_panels,
+    trajectory_panels,
+)
 from .export import ExportOptions, export_figures, export_results, paper_figure
 from .panels import FigureItem, Skipped, TableItem, panel, registered_panels
 from .report import build_report, default_report_path, figures, load_report, tables, write_report
