@@ -113,10 +113,12 @@ def paper_figure(figure: go.Figure, titles: bool = True, preset: str = DEFAULT_P
     text, title, pad = (math.ceil(pt / scale * 10) / 10 for pt in (spec.text_pt, spec.title_pt, 4))
     traces = [heatmap_as_cells(t) if t.type == "heatmap" and not raster else t for t in figure.data]
     fig = go.Figure(data=traces, layout=figure.layout)
+    subtitle = 2 * text if figure.layout.title.subtitle.text else 0  # a second title line, at text size
     fig.update_layout(template="simple_white", width=width, height=height, paper_bgcolor="white",
                       plot_bgcolor="white", font=dict(family=FONT_FAMILY, size=text, color="black"),
-                      title=dict(font=dict(size=title), y=1.0, yanchor="top", yref="container", pad=dict(t=pad)),
-                      margin=dict(l=pad, r=pad, b=pad, t=2 * title + 2 * pad if titles else pad, pad=0),
+                      title=dict(font=dict(size=title), subtitle=dict(font=dict(size=text)), y=1.0, yanchor="top",
+                                 yref="container", pad=dict(t=pad)),
+                      margin=dict(l=pad, r=pad, b=pad, t=2 * title + subtitle + 2 * pad if titles else pad, pad=0),
                       legend=dict(orientation="h", x=0.5, xanchor="center", yref="container", y=0,
                                   yanchor="bottom", font=dict(size=text), bgcolor="rgba(0,0,0,0)"))
     fig.layout.updatemenus, fig.layout.sliders = (), ()  # update_layout(updatemenus=[]) keeps them
@@ -130,7 +132,7 @@ def paper_figure(figure: go.Figure, titles: bool = True, preset: str = DEFAULT_P
     fig.for_each_yaxis(lambda axis: axis.update(tickformat="~g") if axis.type == "log" and not axis.tickformat
                        else None)
     if not titles:
-        fig.update_layout(title_text="")
+        fig.update_layout(title_text="", title_subtitle_text="")
         fig.layout.annotations = [a for a in fig.layout.annotations
                                   if not (a.yref == "paper" and a.y is not None and a.y >= 1.0)]
     for trace in fig.data:
