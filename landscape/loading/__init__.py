@@ -27,8 +27,8 @@ from .data import as_splits, load_data
 from .specs import LOSSES, build_model, fit_state_dict, metadata_spec, resolve_callable, resolve_loss
 
 __all__ = ["LOSSES", "METADATA_KEY", "Checkpoint", "Provenance", "as_splits", "build_model", "file_sha256",
-           "fit_state_dict", "load_checkpoint", "load_data", "load_problem", "metadata_spec", "resolve_callable",
-           "resolve_loss", "save", "training_batch_size"]
+           "checkpoint_parameters", "fit_state_dict", "load_checkpoint", "load_data", "load_problem", "metadata_spec",
+           "resolve_callable", "resolve_loss", "save", "trainable_parameters", "training_batch_size"]
 
 
 @dataclass
@@ -92,3 +92,19 @@ def load_problem(checkpoint_path: str | Path, *, model: str | None = None, data:
     provenance = Provenance(str(checkpoint.path), checkpoint.sha256, checkpoint.format,
                             model_spec, data_spec, loss_name, trust, training_batch_size(checkpoint))
     return problem, provenance
+
+
+def trainable_parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's trainable parameters by name (detached, on the CPU)."""
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def checkpoint_parameters(checkpoint: Checkpoint, provenance: Mapping[str, Any], model: str | None,
+                          trust: bool) -> dict[str, torch.Tensor]:
+    """The trainable parameters of another checkpoint of the model ``provenance`` describes (a
+    first checkpoint's), weights only: no data is loaded. The model is ``model`` when given, else
+    the first checkpoint's spec; a self-contained first checkpoint (pickled module, torch.export)
+    records its format as its spec, and the others then load by their own contents."""
+    self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
+    net, _ = build_model(checkpoint, model or (None if self_contained else provenance["model_spec"]), trust=trust)
+    return trainable_parameters(net)

@@ -195,21 +195,15 @@ def add_interpolate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _other_checkpoints(args: argparse.Namespace, problem: Problem, provenance: dict[str, Any]) -> list[dict]:
     """The trainable parameters of the second (and third) checkpoint, named as the first's."""
-    from ..loading import build_model, load_checkpoint
+    from ..loading import checkpoint_parameters, load_checkpoint
 
     thetas = []
     for path in args.checkpoints[1:]:
-        # a self-contained first checkpoint (pickled module, torch.export) records its format as
-        # its model spec: the others then load by their own contents, not by that name
-        self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
-        model, _ = build_model(load_checkpoint(path, trust=args.trust),
-                               args.model or (None if self_contained else provenance["model_spec"]),
-                               trust=args.trust)
-        named = dict(model.named_parameters())
+        named = checkpoint_parameters(load_checkpoint(path, trust=args.trust), provenance, args.model, args.trust)
         missing = [n for n in problem.params if n not in named]
         if missing:
             raise LandscapeError(f"checkpoint '{path}' lacks parameters {missing[:3]} of the first one")
-        thetas.append({n: named[n].detach().to(problem.device, problem.dtype) for n in problem.params})
+        thetas.append({n: named[n].to(problem.device, problem.dtype) for n in problem.params})
     return thetas
 
 

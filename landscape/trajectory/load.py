@@ -2,7 +2,7 @@
 trainable parameters of every checkpoint, in training order, checked to be one architecture.
 
 Only the final checkpoint becomes a Problem (one copy of the data); the others are read as
-weights only (:func:`checkpoint_parameters`).
+weights only (:func:`landscape.loading.checkpoint_parameters`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..compare.steps import check_same_parameters
 from ..errors import LandscapeError
-from ..loading import build_model, load_checkpoint, resolve_callable
+from ..loading import checkpoint_parameters, load_checkpoint, resolve_callable, trainable_parameters
 from ..loading.checkpoints import file_sha256
 from ..problem import Problem
 from .inputs import Source, TrackerRecords, checkpoint_order, read_tracker, recorded_step
@@ -54,30 +54,18 @@ def too_few(count: int, source: str) -> LandscapeError:
                           f"{MIN_CHECKPOINTS} (e.g. save one every epoch)")
 
 
-def trainable(model: torch.nn.Module) -> dict[str, Tensor]:
-    """The model's trainable parameters by name (detached, on the CPU)."""
-    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def checkpoint_parameters(path: str, model_spec: str | None, trust: bool) -> dict[str, Tensor]:
-    """The trainable parameters of the checkpoint at ``path`` (no data loaded)."""
-    model, _ = build_model(load_checkpoint(path, trust=trust), model_spec, trust=trust)
-    return trainable(model)
-
-
 def load_checkpoints(source: Source, args: argparse.Namespace, load: ProblemLoader) -> Trajectory:
     """A folder's or glob's checkpoints, ordered by recorded step, else by natural name order."""
     if len(source.files) < MIN_CHECKPOINTS:
         raise too_few(len(source.files), source.text)
-    metadata = [load_checkpoint(f, trust=args.trust).metadata for f in source.files]
-    order, steps, steps_from = checkpoint_order(source.files, metadata)
+    checkpoints = [load_checkpoint(f, trust=args.trust) for f in source.files]  # each file read once here
+    order, steps, steps_from = checkpoint_order(source.files, [c.metadata for c in checkpoints])
     files = [source.files[i] for i in order]
     problem, provenance = load(files[-1])
-    self_contained = provenance["model_spec"] == provenance["checkpoint_format"]
-    spec = args.model or (None if self_contained else provenance["model_spec"])
     thetas = []
-    for path in files[:-1]:
-        theta = checkpoint_parameters(path, spec, args.trust)
+    for index in order[:-1]:
+        path = source.files[index]
+        theta = checkpoint_parameters(checkpoints[index], provenance, args.model, args.trust)
         check_same_parameters(problem.params, files[-1], theta, path, "trajectory")
         thetas.append(theta)
     thetas.append({n: p.detach().cpu() for n, p in problem.params.items()})
@@ -132,7 +120,7 @@ def _problem_from_specs(records: TrackerRecords, args: argparse.Namespace, load:
     if not isinstance(model, torch.nn.Module):
         raise LandscapeError(f"model factory '{args.model}' returned {type(model).__name__}, not an nn.Module")
     last = records.parameters[-1]
-    check_same_parameters(trainable(model), args.model, last, f"{records.path}, step {records.steps[-1]}",
+    check_same_parameters(trainable_parameters(model), args.model, last, f"{records.path}, step {records.steps[-1]}",
                           "trajectory")
     with torch.no_grad():
         for name, p in model.named_parameters():
