@@ -39,18 +39,22 @@ def _finite(obj) -> bool:
     return True
 
 
+def _quick_run(study: str, tmp_path: Path, monkeypatch) -> dict:
+    """Run ``analyses/<study>.py --quick`` in this process; its results.json."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its folder; undo afterwards
+    module = _load(study)
+    monkeypatch.delitem(sys.modules, "common")  # analyses/common.py: gone from sys.modules afterwards
+    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
+    return json.loads((tmp_path / "results.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("study, groups", [
     ("batch_size_sharpness", {"batch_size": {16, 1437}}),
     ("sgd_sam_swa", {"method": {"SGD", "SAM", "SWA", "SWA last iterate"}}),
 ])
 def test_quick_run_writes_finite_results(study: str, groups: dict, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script prepends its folder; undo afterwards
-    module = _load(study)
-    monkeypatch.delitem(sys.modules, "common")  # analyses/common.py: gone from sys.modules afterwards
-    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
-
-    payload = json.loads((tmp_path / "results.json").read_text())
+    payload = _quick_run(study, tmp_path, monkeypatch)
     assert payload["study"] == study and payload["quick"] is True
     assert payload["seeds"] == [0]
     ((key, expected),) = groups.items()
@@ -73,14 +77,9 @@ def test_quick_run_writes_finite_results(study: str, groups: dict, tmp_path: Pat
 def test_edge_of_stability_quick_run(tmp_path: Path, monkeypatch) -> None:
     """The study's pipeline on 200 GD steps: a tracker file per η with complete series, a
     finite summary, the 2/η thresholds, summary.md with its table."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    module = _load("edge_of_stability")
-    monkeypatch.delitem(sys.modules, "common")
-    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
-
     import landscape as ls
 
-    payload = json.loads((tmp_path / "results.json").read_text())
+    payload = _quick_run("edge_of_stability", tmp_path, monkeypatch)
     assert payload["study"] == "edge_of_stability" and payload["quick"] is True
     assert _finite(payload["summaries"])
     for lr, summary in zip(payload["lrs"], payload["summaries"], strict=True):
@@ -93,15 +92,11 @@ def test_edge_of_stability_quick_run(tmp_path: Path, monkeypatch) -> None:
     assert "| η" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_gd_vs_sgd_quick_run(tmp_path: Path, monkeypatch) -> None:
     """Every arm trained and measured (accuracy, λ_max, trace, gradient noise), and seed 0's
     paths drawn by `landscape trajectory` with an explained variance in (0, 1] per axis."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    module = _load("gd_vs_sgd")
-    monkeypatch.delitem(sys.modules, "common")
-    module.main(["--quick", "--no-figures", "--out", str(tmp_path), "--threads", "1"])
-
-    payload = json.loads((tmp_path / "results.json").read_text())
+    payload = _quick_run("gd_vs_sgd", tmp_path, monkeypatch)
     assert payload["study"] == "gd_vs_sgd" and payload["quick"] is True
     assert {run["method"] for run in payload["runs"]} == {"SGD", "GD", "GD + clip", "GD + clip + reg"}
     assert _finite(payload["runs"])
